@@ -1,0 +1,1 @@
+"""ct_pipeline: a Dagster code location that keeps CleverTap in step with Zoho CRM."""
