@@ -1,0 +1,220 @@
+"""The sync configuration: a YAML file validated with pydantic, failing fast with the key named.
+
+`load_sync_config()` reads the file named by `CT_SYNC_CONFIG`, or the packaged example
+(`ct_pipeline/sync.example.yaml`), which documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV_VAR = "CT_SYNC_CONFIG"
+EXAMPLE_CONFIG = "sync.example.yaml"
+
+# https://developer.clevertap.com/docs/upload-user-profiles-api : at most 1,000 records a request.
+CLEVERTAP_MAX_BATCH = 1000
+# CleverTap allows 15 concurrent upload requests per account (research/clevertap.md §3).
+CLEVERTAP_MAX_CONCURRENCY = 15
+
+ZohoModule = Literal["Contacts", "Leads", "Deals", "Cases"]
+IdentityKind = Literal["phone", "email"]
+MappingType = Literal["string", "number", "integer", "boolean", "date"]
+
+
+class SyncConfigError(ValueError):
+    """The sync configuration file is missing, unreadable or invalid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ZohoSettings(_Section):
+    """What is read from Zoho CRM, and how hard."""
+
+    modules: list[ZohoModule] = ["Contacts", "Leads", "Deals", "Cases"]
+    profiles_from_leads: bool = False
+    bulk_read_threshold: Annotated[int, Field(ge=0)] = 50_000
+    max_concurrency: Annotated[int, Field(ge=1, le=25)] = 5
+
+    @field_validator("modules")
+    @classmethod
+    def _contacts_required(cls, modules: list[str]) -> list[str]:
+        if "Contacts" not in modules:
+            raise ValueError("must include Contacts: profiles are built from Contacts")
+        if len(set(modules)) != len(modules):
+            raise ValueError("lists a module twice")
+        return modules
+
+
+class IdentitySettings(_Section):
+    """How each record's CleverTap identity is chosen, and how duplicates are linked."""
+
+    order: Annotated[list[IdentityKind], Field(min_length=1, max_length=2)] = ["phone", "email"]
+    phone_fields: list[str] = ["Mobile", "Phone"]
+    email_fields: list[str] = ["Email"]
+    default_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "IN"
+    mobile_only: bool = True
+    max_records_per_value: Annotated[int, Field(ge=2)] = 5
+    max_group_size: Annotated[int, Field(ge=2)] = 10
+
+    @field_validator("order")
+    @classmethod
+    def _no_repeats(cls, order: list[str]) -> list[str]:
+        if len(set(order)) != len(order):
+            raise ValueError("lists an identity kind twice")
+        return order
+
+    @model_validator(mode="after")
+    def _fields_for_each_kind(self) -> IdentitySettings:
+        if "phone" in self.order and not self.phone_fields:
+            raise ValueError("phone_fields is empty but order uses phone")
+        if "email" in self.order and not self.email_fields:
+            raise ValueError("email_fields is empty but order uses email")
+        return self
+
+
+class FieldMapping(_Section):
+    """One Zoho field copied to one CleverTap profile property."""
+
+    zoho: Annotated[str, Field(min_length=1)]
+    clevertap: Annotated[str, Field(min_length=1, max_length=120)]
+    type: MappingType = "string"
+
+
+class ProfileSettings(_Section):
+    """Zoho fields that become CleverTap profile properties."""
+
+    mappings: list[FieldMapping] = []
+
+    @field_validator("mappings")
+    @classmethod
+    def _unique_targets(cls, mappings: list[FieldMapping]) -> list[FieldMapping]:
+        targets = [mapping.clevertap for mapping in mappings]
+        repeated = sorted({target for target in targets if targets.count(target) > 1})
+        if repeated:
+            raise ValueError(f"CleverTap keys mapped twice: {', '.join(repeated)}")
+        return mappings
+
+
+class StageCampaign(_Section):
+    """A deal stage whose arrival fires an API-triggered CleverTap campaign."""
+
+    stage: Annotated[str, Field(min_length=1)]
+    campaign_id: Annotated[str, Field(pattern=r"^\d+$")]
+
+
+class DealEventSettings(_Section):
+    """Which deal-stage transitions become CleverTap events and campaigns."""
+
+    event_name: Annotated[str, Field(min_length=1, max_length=512)] = "Deal Stage Changed"
+    stages: Literal["all"] | list[str] = "all"
+    campaigns: list[StageCampaign] = []
+
+
+class EscalationSettings(_Section):
+    """Which open Cases set `has_open_escalation` on the Contact's profile."""
+
+    case_priorities: Annotated[list[str], Field(min_length=1)] = ["High"]
+    open_statuses: Annotated[list[str], Field(min_length=1)] = ["New", "On Hold", "Escalated"]
+
+
+class CleverTapSettings(_Section):
+    """How uploads to CleverTap are batched and what happens to uncertain outcomes."""
+
+    batch_size: Annotated[int, Field(ge=1, le=CLEVERTAP_MAX_BATCH)] = CLEVERTAP_MAX_BATCH
+    max_concurrency: Annotated[int, Field(ge=1, le=CLEVERTAP_MAX_CONCURRENCY)] = 4
+    unknown_outcome_policy: Literal["resend", "hold"] = "resend"
+    deleted_contacts: Literal["ignore", "flag"] = "flag"
+
+
+class QualitySettings(_Section):
+    """Thresholds that fail the run before bad data reaches CleverTap."""
+
+    identity_coverage_floor: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    rejection_ceiling: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+
+
+class WritebackEvent(_Section):
+    """A CleverTap webhook event and what it writes to the matching Zoho Contact."""
+
+    event: Annotated[str, Field(min_length=1)]
+    field: Annotated[str, Field(min_length=1)]
+    value: str | bool | int | float
+    note_title: Annotated[str, Field(min_length=1, max_length=120)]
+
+
+class WritebackSettings(_Section):
+    """The CleverTap -> Zoho flow."""
+
+    events: list[WritebackEvent] = []
+
+
+class SyncConfig(_Section):
+    """The whole sync configuration."""
+
+    zoho: ZohoSettings = ZohoSettings()
+    identity: IdentitySettings = IdentitySettings()
+    profile: ProfileSettings = ProfileSettings()
+    deal_events: DealEventSettings = DealEventSettings()
+    escalation: EscalationSettings = EscalationSettings()
+    clevertap: CleverTapSettings = CleverTapSettings()
+    quality: QualitySettings = QualitySettings()
+    writeback: WritebackSettings = WritebackSettings()
+
+
+def load_sync_config(path: str | os.PathLike[str] | None = None) -> SyncConfig:
+    """Load and validate the sync configuration from `path`, `$CT_SYNC_CONFIG` or the example."""
+    source = path or os.environ.get(CONFIG_ENV_VAR)
+    if source:
+        config_path = Path(source)
+        try:
+            text = config_path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise SyncConfigError(
+                f"cannot read the sync configuration {config_path}: {error.strerror}; "
+                f"check {CONFIG_ENV_VAR}"
+            ) from None
+        origin = str(config_path)
+    else:
+        text = resources.files("ct_pipeline").joinpath(EXAMPLE_CONFIG).read_text(encoding="utf-8")
+        origin = f"the packaged {EXAMPLE_CONFIG}"
+    return parse_sync_config(text, origin=origin)
+
+
+def parse_sync_config(text: str, origin: str = "the sync configuration") -> SyncConfig:
+    """Validate YAML text as a sync configuration; errors name the key and what is allowed."""
+    try:
+        document: Any = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SyncConfigError(f"{origin} is not valid YAML: {error}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise SyncConfigError(
+            f"{origin} must be a mapping of sections, not {type(document).__name__}"
+        )
+    try:
+        return SyncConfig.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(_describe(problem) for problem in error.errors())
+        raise SyncConfigError(f"{origin} is invalid: {problems}") from None
+
+
+def _describe(problem: Any) -> str:
+    key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+    message = problem["msg"]
+    if problem["type"] == "extra_forbidden":
+        message = "is not a known key (check its spelling and section)"
+    elif problem["type"] == "literal_error":
+        expected = problem.get("ctx", {}).get("expected", "")
+        message = f"got {problem.get('input')!r}; allowed values are {expected}"
+    elif isinstance(problem.get("input"), str | int | float | bool):
+        message = f"{message} (got {problem['input']!r})"
+    return f"{key}: {message}"

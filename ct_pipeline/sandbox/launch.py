@@ -1,0 +1,62 @@
+"""Start both emulators, seeded with synthetic data, and say how to point the pipeline at them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ct_pipeline.sandbox import credentials
+from ct_pipeline.sandbox.server import RunningServer, start_in_thread
+
+
+@dataclass
+class RunningSandbox:
+    """The emulators started by `start_sandbox`; either may be absent."""
+
+    zoho: RunningServer | None
+    clevertap: RunningServer | None
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables that point the pipeline's resources at these emulators."""
+        variables: dict[str, str] = {}
+        if self.zoho is not None:
+            variables |= {
+                "ZOHO_CLIENT_ID": credentials.SANDBOX_ZOHO_CLIENT_ID,
+                "ZOHO_CLIENT_SECRET": credentials.SANDBOX_ZOHO_CLIENT_SECRET,
+                "ZOHO_REFRESH_TOKEN": credentials.SANDBOX_ZOHO_REFRESH_TOKEN,
+                "ZOHO_ACCOUNTS_URL": self.zoho.url,
+                "ZOHO_API_DOMAIN": self.zoho.url,
+            }
+        if self.clevertap is not None:
+            variables |= {
+                "CLEVERTAP_ACCOUNT_ID": credentials.SANDBOX_CLEVERTAP_ACCOUNT_ID,
+                "CLEVERTAP_PASSCODE": credentials.SANDBOX_CLEVERTAP_PASSCODE,
+                "CLEVERTAP_API_URL": self.clevertap.url,
+            }
+        return variables
+
+    def stop(self) -> None:
+        """Stop every emulator that was started."""
+        for server in (self.zoho, self.clevertap):
+            if server is not None:
+                server.stop()
+
+
+def start_sandbox(
+    *,
+    zoho_port: int | None = 0,
+    clevertap_port: int | None = 0,
+    contacts: int = 2_000,
+    seed: int = 0,
+) -> RunningSandbox:
+    """Serve the emulators in threads; a port of None skips that emulator, 0 picks a free one."""
+    from ct_pipeline.sandbox.clevertap_emulator import create_clevertap_app
+    from ct_pipeline.sandbox.synthetic import generate_crm
+    from ct_pipeline.sandbox.zoho_emulator import create_zoho_app
+
+    zoho = None
+    if zoho_port is not None:
+        zoho = start_in_thread(create_zoho_app(generate_crm(contacts, seed=seed)), port=zoho_port)
+    clevertap = None
+    if clevertap_port is not None:
+        clevertap = start_in_thread(create_clevertap_app(), port=clevertap_port)
+    return RunningSandbox(zoho=zoho, clevertap=clevertap)

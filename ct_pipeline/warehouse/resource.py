@@ -1,0 +1,385 @@
+"""The SQL warehouse: every derived table and all sync state, behind one SQLAlchemy URL.
+
+`CT_WAREHOUSE_URL` selects the database: an SQLite file by default (local runs, the demo),
+PostgreSQL in production. Tables are written from pandas DataFrames; on PostgreSQL bulk writes go
+through COPY, on SQLite through one `executemany` per write.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field
+from sqlalchemy.engine import Connection, Engine
+
+WAREHOUSE_URL_ENV_VAR = "CT_WAREHOUSE_URL"
+DEFAULT_WAREHOUSE_FILE = Path(".ct_pipeline") / "warehouse.sqlite"
+STATE_TABLE = "sync_state"
+# SQLite waits this long for a lock held by another process (a sensor and a run) before failing.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def default_warehouse_url() -> str:
+    """The warehouse URL: `$CT_WAREHOUSE_URL`, else an SQLite file under `.ct_pipeline/`."""
+    configured = os.environ.get(WAREHOUSE_URL_ENV_VAR)
+    if configured:
+        return configured
+    return f"sqlite:///{DEFAULT_WAREHOUSE_FILE.resolve()}"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The SQL warehouse holding derived tables and sync state (SQLite or PostgreSQL)."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; when unset, $CT_WAREHOUSE_URL, else an SQLite file.",
+    )
+
+    @property
+    def resolved_url(self) -> str:
+        """The URL in use, after applying the environment and the default."""
+        return self.url or default_warehouse_url()
+
+    @property
+    def engine(self) -> Engine:
+        """The process-wide engine for this URL."""
+        return engine_for(self.resolved_url)
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    @property
+    def kind(self) -> str:
+        """The Dagster kind tag for this warehouse."""
+        return "postgres" if self.dialect == "postgresql" else "sqlite"
+
+    @contextmanager
+    def transaction(self) -> Iterator[WarehouseTransaction]:
+        """Several reads and writes that commit together or not at all."""
+        with self.engine.begin() as connection:
+            yield WarehouseTransaction(connection)
+
+    def read_table(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The whole table as a DataFrame; an empty frame (of `columns`) if it does not exist."""
+        with self.engine.connect() as connection:
+            return WarehouseTransaction(connection).read_table(name, columns)
+
+    def read_sql(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """The result of one SELECT as a DataFrame (columns typed as the table declares)."""
+        with self.engine.connect() as connection:
+            return WarehouseTransaction(connection).read_sql(sql, params)
+
+    def table_exists(self, name: str) -> bool:
+        """Whether the table exists."""
+        return sa.inspect(self.engine).has_table(name)
+
+    def replace_table(self, name: str, frame: pd.DataFrame, key: Sequence[str] = ()) -> int:
+        """Replace the table's contents and schema with `frame`; returns rows written."""
+        with self.transaction() as tx:
+            return tx.replace_table(name, frame, key)
+
+    def upsert(self, name: str, frame: pd.DataFrame, key: Sequence[str]) -> int:
+        """Insert or update rows by `key`, creating the table or new columns as needed."""
+        with self.transaction() as tx:
+            return tx.upsert(name, frame, key)
+
+    def delete_keys(self, name: str, column: str, values: Iterable[Any]) -> int:
+        """Delete the rows whose `column` is one of `values`; returns rows deleted."""
+        with self.transaction() as tx:
+            return tx.delete_keys(name, column, values)
+
+    def get_state(self, key: str) -> str | None:
+        """A value of the sync state (cursors and the like), or None if never set."""
+        with self.engine.connect() as connection:
+            return WarehouseTransaction(connection).get_state(key)
+
+    def set_state(self, key: str, value: str) -> None:
+        """Set a value of the sync state."""
+        with self.transaction() as tx:
+            tx.set_state(key, value)
+
+
+class WarehouseTransaction:
+    """Warehouse operations bound to one connection (and so to one transaction)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect.name
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> sa.CursorResult[Any]:
+        """Run one SQL statement with named parameters (`:name`)."""
+        return self.connection.execute(sa.text(sql), params or {})
+
+    def table_exists(self, name: str) -> bool:
+        """Whether the table exists (as seen inside this transaction)."""
+        return sa.inspect(self.connection).has_table(name)
+
+    def read_table(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The whole table as a DataFrame; an empty frame (of `columns`) if it does not exist."""
+        if not self.table_exists(name):
+            return pd.DataFrame({column: pd.Series(dtype="str") for column in columns or ()})
+        selected = ", ".join(self._quote(column) for column in columns) if columns else "*"
+        return self.read_sql(f"SELECT {selected} FROM {self._quote(name)}", table=name)
+
+    def read_sql(
+        self, sql: str, params: dict[str, Any] | None = None, table: str | None = None
+    ) -> pd.DataFrame:
+        """The result of one SELECT as a DataFrame, typed by `table`'s declared column types."""
+        result = self.connection.execute(sa.text(sql), params or {})
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        types = self._column_types(table) if table else {}
+        return _typed(frame, types, self.dialect)
+
+    def replace_table(self, name: str, frame: pd.DataFrame, key: Sequence[str] = ()) -> int:
+        """Replace the table's contents and schema with `frame`; returns rows written."""
+        if self.table_exists(name):
+            self.execute(f"DROP TABLE {self._quote(name)}")
+        self._create_table(name, frame, key)
+        return self._insert(name, frame)
+
+    def upsert(self, name: str, frame: pd.DataFrame, key: Sequence[str]) -> int:
+        """Insert or update rows by `key`, creating the table or new columns as needed."""
+        if not key:
+            raise ValueError(f"upsert into {name} needs at least one key column")
+        missing_key = [column for column in key if column not in frame.columns]
+        if missing_key:
+            raise ValueError(f"upsert into {name}: the frame lacks key columns {missing_key}")
+        frame = frame.drop_duplicates(subset=list(key), keep="last")
+        if not self.table_exists(name):
+            self._create_table(name, frame, key)
+            return self._insert(name, frame)
+        self._add_missing_columns(name, frame)
+        if frame.empty:
+            return 0
+        if self.dialect == "postgresql":
+            return self._upsert_postgres(name, frame, key)
+        return self._insert(name, frame, conflict_key=key)
+
+    def delete_keys(self, name: str, column: str, values: Iterable[Any]) -> int:
+        """Delete the rows whose `column` is one of `values`; returns rows deleted."""
+        keys = list(values)
+        if not keys or not self.table_exists(name):
+            return 0
+        statement = sa.text(
+            f"DELETE FROM {self._quote(name)} WHERE {self._quote(column)} IN :keys"
+        ).bindparams(sa.bindparam("keys", expanding=True))
+        deleted = 0
+        for start in range(0, len(keys), _DELETE_CHUNK):
+            result = self.connection.execute(
+                statement, {"keys": keys[start : start + _DELETE_CHUNK]}
+            )
+            deleted += result.rowcount
+        return deleted
+
+    def get_state(self, key: str) -> str | None:
+        """A value of the sync state, or None if never set."""
+        if not self.table_exists(STATE_TABLE):
+            return None
+        row = self.execute(
+            f"SELECT value FROM {STATE_TABLE} WHERE key = :key", {"key": key}
+        ).first()
+        return None if row is None else row[0]
+
+    def set_state(self, key: str, value: str) -> None:
+        """Set a value of the sync state."""
+        self.upsert(STATE_TABLE, pd.DataFrame({"key": [key], "value": [value]}), key=["key"])
+
+    def _quote(self, identifier: str) -> str:
+        return self.connection.dialect.identifier_preparer.quote(identifier)
+
+    def _column_types(self, table: str) -> dict[str, sa.types.TypeEngine[Any]]:
+        columns = sa.inspect(self.connection).get_columns(table)
+        return {column["name"]: column["type"] for column in columns}
+
+    def _create_table(self, name: str, frame: pd.DataFrame, key: Sequence[str]) -> None:
+        table = sa.Table(
+            name,
+            sa.MetaData(),
+            *(
+                sa.Column(column, _sql_type(frame[column]), primary_key=column in key)
+                for column in frame.columns
+            ),
+        )
+        table.create(self.connection)
+
+    def _add_missing_columns(self, name: str, frame: pd.DataFrame) -> None:
+        existing = set(self._column_types(name))
+        for column in frame.columns:
+            if column not in existing:
+                sql_type = _sql_type(frame[column]).compile(dialect=self.connection.dialect)
+                self.execute(
+                    f"ALTER TABLE {self._quote(name)} ADD COLUMN {self._quote(column)} {sql_type}"
+                )
+
+    def _insert(self, name: str, frame: pd.DataFrame, conflict_key: Sequence[str] = ()) -> int:
+        if frame.empty:
+            return 0
+        columns = list(frame.columns)
+        if self.dialect == "postgresql":
+            self._copy_postgres(name, frame)
+            return len(frame)
+        quoted = ", ".join(self._quote(column) for column in columns)
+        placeholders = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {self._quote(name)} ({quoted}) VALUES ({placeholders})"
+        updates = [column for column in columns if column not in conflict_key]
+        if conflict_key:
+            target = ", ".join(self._quote(column) for column in conflict_key)
+            if updates:
+                assignments = ", ".join(
+                    f"{self._quote(column)} = excluded.{self._quote(column)}" for column in updates
+                )
+                sql += f" ON CONFLICT ({target}) DO UPDATE SET {assignments}"
+            else:
+                sql += f" ON CONFLICT ({target}) DO NOTHING"
+        cursor = self.connection.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(sql, _rows(frame, self.dialect))
+        finally:
+            cursor.close()
+        return len(frame)
+
+    def _copy_postgres(self, name: str, frame: pd.DataFrame) -> None:
+        quoted = ", ".join(self._quote(column) for column in frame.columns)
+        driver = self.connection.connection.driver_connection
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY {self._quote(name)} ({quoted}) FROM STDIN") as copy,
+        ):
+            for row in _rows(frame, self.dialect):
+                copy.write_row(row)
+
+    def _upsert_postgres(self, name: str, frame: pd.DataFrame, key: Sequence[str]) -> int:
+        staging = f"{name}__staging"
+        self.execute(f"DROP TABLE IF EXISTS {self._quote(staging)}")
+        columns = ", ".join(self._quote(column) for column in frame.columns)
+        self.execute(
+            f"CREATE TEMP TABLE {self._quote(staging)} ON COMMIT DROP AS "
+            f"SELECT {columns} FROM {self._quote(name)} WITH NO DATA"
+        )
+        self._copy_postgres(staging, frame)
+        target = ", ".join(self._quote(column) for column in key)
+        updates = [column for column in frame.columns if column not in key]
+        action = (
+            "DO UPDATE SET "
+            + ", ".join(f"{self._quote(c)} = EXCLUDED.{self._quote(c)}" for c in updates)
+            if updates
+            else "DO NOTHING"
+        )
+        self.execute(
+            f"INSERT INTO {self._quote(name)} ({columns}) SELECT {columns} "
+            f"FROM {self._quote(staging)} ON CONFLICT ({target}) {action}"
+        )
+        self.execute(f"DROP TABLE {self._quote(staging)}")
+        return len(frame)
+
+
+def engine_for(url: str) -> Engine:
+    """One engine per URL per process (engines own connection pools)."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _create_engine(url)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close the pooled connections of the engine for `url`, if one was created."""
+    with _engines_lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+_DELETE_CHUNK = 900  # below SQLite's default limit of 999 bound parameters in older builds
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets a sensor read while a run writes.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _sql_type(series: pd.Series) -> sa.types.TypeEngine[Any]:
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return sa.Boolean()
+    if pd.api.types.is_integer_dtype(dtype):
+        return sa.BigInteger()
+    if pd.api.types.is_float_dtype(dtype):
+        return sa.Double()
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        # Declared TIMESTAMP so that SQLite, which keeps no time zone flag, can tell it apart
+        # from a naive DATETIME when the table is read back.
+        return sa.TIMESTAMP(timezone=True)
+    if pd.api.types.is_datetime64_dtype(dtype):
+        return sa.DateTime()
+    return sa.Text()
+
+
+def _rows(frame: pd.DataFrame, dialect: str) -> Iterator[tuple[Any, ...]]:
+    """Rows as tuples of plain Python values, missing values as None."""
+    columns = []
+    for name in frame.columns:
+        series = frame[name]
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            series = series.dt.tz_convert("UTC")
+            if dialect == "sqlite":
+                series = series.dt.tz_localize(None)
+        if dialect == "sqlite" and pd.api.types.is_datetime64_dtype(series.dtype):
+            series = series.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+        values = series.astype(object).where(series.notna(), None).tolist()
+        columns.append(values)
+    return zip(*columns, strict=True)
+
+
+def _typed(
+    frame: pd.DataFrame, types: dict[str, sa.types.TypeEngine[Any]], dialect: str
+) -> pd.DataFrame:
+    """Coerce columns read back from SQL to the pandas dtypes they were written from."""
+    for column in frame.columns:
+        sql_type = types.get(column)
+        if sql_type is None:
+            continue
+        if isinstance(sql_type, sa.DateTime):
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="mixed")
+            aware = sql_type.timezone or (
+                dialect == "sqlite" and isinstance(sql_type, sa.TIMESTAMP)
+            )
+            if not aware:
+                frame[column] = frame[column].dt.tz_localize(None)
+        elif isinstance(sql_type, sa.Boolean):
+            frame[column] = frame[column].astype("boolean")
+        elif isinstance(sql_type, sa.Integer):
+            frame[column] = frame[column].astype("Int64")
+        elif isinstance(sql_type, sa.Float):
+            frame[column] = pd.to_numeric(frame[column]).astype("float64")
+        elif isinstance(sql_type, sa.String):
+            frame[column] = frame[column].astype("str")
+    return frame

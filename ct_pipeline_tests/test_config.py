@@ -1,0 +1,72 @@
+"""The sync configuration loads the example and rejects bad files, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from ct_pipeline.config import SyncConfigError, load_sync_config, parse_sync_config
+
+
+def test_the_packaged_example_is_valid_and_uses_the_documented_defaults():
+    config = load_sync_config()
+
+    assert config.clevertap.batch_size == 1000
+    assert config.identity.order == ["phone", "email"]
+    assert config.identity.default_region == "IN"
+    assert "Contacts" in config.zoho.modules
+    assert {mapping.clevertap for mapping in config.profile.mappings} >= {"Name", "City"}
+
+
+def test_ct_sync_config_names_the_file_to_load(tmp_path, monkeypatch):
+    path = tmp_path / "sync.yaml"
+    path.write_text("identity: {order: [email]}\n")
+    monkeypatch.setenv("CT_SYNC_CONFIG", str(path))
+
+    assert load_sync_config().identity.order == ["email"]
+
+
+def test_an_empty_file_means_every_default():
+    assert parse_sync_config("").clevertap.batch_size == 1000
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("clevertap: {batch_size: 1001}", "clevertap.batch_size"),
+        ("clevertap: {batch_size: 0}", "clevertap.batch_size"),
+        ("clevertap: {max_concurrency: 16}", "clevertap.max_concurrency"),
+        ("clevertap: {unknown_outcome_policy: retry}", "clevertap.unknown_outcome_policy"),
+        ("clevertap: {region: in1}", "clevertap.region"),
+        ("identity: {order: [fone]}", "identity.order.0"),
+        ("identity: {order: [phone, phone]}", "identity.order"),
+        ("identity: {order: []}", "identity.order"),
+        ("identity: {default_region: india}", "identity.default_region"),
+        ("identity: {order: [email], email_fields: []}", "identity"),
+        ("zoho: {modules: [Leads]}", "zoho.modules"),
+        ("zoho: {modules: [Contacts, Accounts]}", "zoho.modules.1"),
+        ("profile: {mappings: [{zoho: A, clevertap: X}, {zoho: B, clevertap: X}]}", "profile"),
+        ("profile: {mappings: [{zoho: A, clevertap: X, type: text}]}", "profile.mappings.0.type"),
+        ("deal_events: {campaigns: [{stage: Approved, campaign_id: abc}]}", "campaign_id"),
+        ("quality: {rejection_ceiling: 2}", "quality.rejection_ceiling"),
+        ("writeback: {events: [{event: Charged}]}", "writeback.events.0.field"),
+        ("colour: blue", "colour"),
+    ],
+)
+def test_an_invalid_setting_fails_at_load_naming_the_key(text: str, named: str):
+    with pytest.raises(SyncConfigError, match=named.replace(".", r"\.")):
+        parse_sync_config(text)
+
+
+def test_a_literal_error_lists_the_allowed_values():
+    with pytest.raises(SyncConfigError, match="'resend' or 'hold'"):
+        parse_sync_config("clevertap: {unknown_outcome_policy: retry}")
+
+
+def test_a_file_that_is_not_yaml_is_reported_as_such():
+    with pytest.raises(SyncConfigError, match="not valid YAML"):
+        parse_sync_config("identity: [")
+
+
+def test_a_missing_file_names_the_environment_variable(tmp_path):
+    with pytest.raises(SyncConfigError, match="CT_SYNC_CONFIG"):
+        load_sync_config(tmp_path / "absent.yaml")

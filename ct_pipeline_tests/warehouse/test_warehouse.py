@@ -1,0 +1,162 @@
+"""The warehouse resource behaves the same on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ct_pipeline.warehouse import WarehouseResource
+
+
+def contacts_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": ["1001", "1002", "1003"],
+            "city": ["Pune", None, "Kochi"],
+            "value_inr": [1200.5, None, 0.0],
+            "deals": pd.array([2, None, 0], dtype="Int64"),
+            "vip": pd.array([True, False, None], dtype="boolean"),
+            "modified_time": pd.to_datetime(
+                ["2026-01-02T10:00:00+05:30", "2026-01-03T00:00:00Z", None], utc=True
+            ),
+        }
+    )
+
+
+def test_replace_table_round_trips_types_and_missing_values(warehouse: WarehouseResource):
+    written = warehouse.replace_table("contacts", contacts_frame(), key=["id"])
+
+    read = warehouse.read_table("contacts").sort_values("id").reset_index(drop=True)
+    assert written == 3
+    pd.testing.assert_frame_equal(read, contacts_frame(), check_dtype=False)
+    assert str(read["modified_time"].dt.tz) == "UTC"
+    assert read["city"].isna().tolist() == [False, True, False]
+    assert read["vip"].isna().tolist() == [False, False, True]
+
+
+def test_replace_table_drops_the_old_schema(warehouse: WarehouseResource):
+    warehouse.replace_table("contacts", contacts_frame())
+    warehouse.replace_table("contacts", pd.DataFrame({"id": ["9"]}))
+
+    assert warehouse.read_table("contacts").to_dict("list") == {"id": ["9"]}
+
+
+def test_upsert_inserts_new_keys_and_updates_existing_ones(warehouse: WarehouseResource):
+    warehouse.upsert("contacts", contacts_frame(), key=["id"])
+    change = pd.DataFrame({"id": ["1002", "1004"], "city": ["Jaipur", "Surat"]})
+
+    warehouse.upsert("contacts", change, key=["id"])
+
+    read = warehouse.read_table("contacts").set_index("id")
+    assert read.loc["1002", "city"] == "Jaipur"
+    assert read.loc["1004", "city"] == "Surat"
+    assert read.loc["1001", "city"] == "Pune"
+    # Columns absent from the change keep their values.
+    assert read.loc["1001", "value_inr"] == 1200.5
+    assert len(read) == 4
+
+
+def test_upsert_adds_columns_the_table_lacks(warehouse: WarehouseResource):
+    warehouse.upsert("contacts", pd.DataFrame({"id": ["1"], "city": ["Agra"]}), key=["id"])
+
+    warehouse.upsert("contacts", pd.DataFrame({"id": ["2"], "tier": ["VIP"]}), key=["id"])
+
+    read = warehouse.read_table("contacts").set_index("id")
+    assert read.loc["2", "tier"] == "VIP"
+    assert pd.isna(read.loc["1", "tier"])
+
+
+def test_upsert_keeps_the_last_of_repeated_keys(warehouse: WarehouseResource):
+    frame = pd.DataFrame({"id": ["1", "1"], "city": ["old", "new"]})
+
+    warehouse.upsert("contacts", frame, key=["id"])
+    warehouse.upsert("contacts", frame, key=["id"])
+
+    assert warehouse.read_table("contacts").to_dict("list") == {"id": ["1"], "city": ["new"]}
+
+
+def test_upsert_with_a_composite_key(warehouse: WarehouseResource):
+    first = pd.DataFrame({"module": ["Contacts", "Leads"], "id": ["1", "1"], "n": [1, 2]})
+    warehouse.upsert("records", first, key=["module", "id"])
+
+    warehouse.upsert(
+        "records", pd.DataFrame({"module": ["Leads"], "id": ["1"], "n": [5]}), ["module", "id"]
+    )
+
+    read = warehouse.read_table("records").sort_values("module")
+    assert read["n"].tolist() == [1, 5]
+
+
+def test_upsert_requires_its_key_columns(warehouse: WarehouseResource):
+    with pytest.raises(ValueError, match="lacks key columns"):
+        warehouse.upsert("contacts", pd.DataFrame({"city": ["Agra"]}), key=["id"])
+
+
+def test_transaction_rolls_back_every_write_on_error(warehouse: WarehouseResource):
+    warehouse.upsert("contacts", pd.DataFrame({"id": ["1"], "city": ["Agra"]}), key=["id"])
+
+    with pytest.raises(RuntimeError), warehouse.transaction() as tx:
+        tx.upsert("contacts", pd.DataFrame({"id": ["1"], "city": ["Delhi"]}), key=["id"])
+        tx.set_state("cursor", "2026-01-01")
+        raise RuntimeError("simulated failure between two writes")
+
+    assert warehouse.read_table("contacts")["city"].tolist() == ["Agra"]
+    assert warehouse.get_state("cursor") is None
+
+
+def test_state_round_trips_and_overwrites(warehouse: WarehouseResource):
+    assert warehouse.get_state("zoho.Contacts.cursor") is None
+
+    warehouse.set_state("zoho.Contacts.cursor", "2026-01-01T00:00:00Z")
+    warehouse.set_state("zoho.Contacts.cursor", "2026-02-01T00:00:00Z")
+
+    assert warehouse.get_state("zoho.Contacts.cursor") == "2026-02-01T00:00:00Z"
+
+
+def test_delete_keys_removes_only_the_named_rows(warehouse: WarehouseResource):
+    ids = [str(n) for n in range(2000)]
+    warehouse.upsert("contacts", pd.DataFrame({"id": ids}), key=["id"])
+
+    deleted = warehouse.delete_keys("contacts", "id", ids[:1500])
+
+    assert deleted == 1500
+    assert sorted(warehouse.read_table("contacts")["id"]) == sorted(ids[1500:])
+
+
+def test_read_table_of_a_missing_table_is_empty_with_the_asked_columns(
+    warehouse: WarehouseResource,
+):
+    frame = warehouse.read_table("never_written", columns=["id", "city"])
+
+    assert frame.empty
+    assert list(frame.columns) == ["id", "city"]
+
+
+def test_read_sql_types_columns_from_the_named_table(warehouse: WarehouseResource):
+    warehouse.replace_table("contacts", contacts_frame())
+
+    with warehouse.transaction() as tx:
+        frame = tx.read_sql(
+            "SELECT id, modified_time FROM contacts WHERE id = :id", {"id": "1001"}, "contacts"
+        )
+
+    assert frame["modified_time"].iloc[0] == pd.Timestamp("2026-01-02T04:30:00Z")
+
+
+def test_large_writes_round_trip(warehouse: WarehouseResource):
+    frame = pd.DataFrame({"id": [f"{n:019d}" for n in range(50_000)], "n": range(50_000)})
+
+    warehouse.replace_table("big", frame, key=["id"])
+    warehouse.upsert("big", frame.assign(n=frame["n"] + 1), key=["id"])
+
+    read = warehouse.read_table("big")
+    assert len(read) == 50_000
+    assert int(read["n"].sum()) == int(frame["n"].sum()) + 50_000
+
+
+def test_default_url_comes_from_the_environment(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path / 'from_env.sqlite'}"
+    monkeypatch.setenv("CT_WAREHOUSE_URL", url)
+
+    assert WarehouseResource().resolved_url == url
+    assert WarehouseResource().kind == "sqlite"
