@@ -91,10 +91,15 @@ class WarehouseResource(dg.ConfigurableResource):
         with self.transaction() as tx:
             return tx.replace_table(name, frame, key)
 
-    def upsert(self, name: str, frame: pd.DataFrame, key: Sequence[str]) -> int:
-        """Insert or update rows by `key`, creating the table or new columns as needed."""
+    def upsert(
+        self, name: str, frame: pd.DataFrame, key: Sequence[str], keep_existing: bool = False
+    ) -> int:
+        """Insert or update rows by `key`, creating the table or new columns as needed.
+
+        With `keep_existing`, rows whose key is already present are left as they are.
+        """
         with self.transaction() as tx:
-            return tx.upsert(name, frame, key)
+            return tx.upsert(name, frame, key, keep_existing)
 
     def delete_keys(self, name: str, column: str, values: Iterable[Any]) -> int:
         """Delete the rows whose `column` is one of `values`; returns rows deleted."""
@@ -123,6 +128,20 @@ class WarehouseTransaction:
         """Run one SQL statement with named parameters (`:name`)."""
         return self.connection.execute(sa.text(sql), params or {})
 
+    def execute_in(
+        self, sql: str, keys: Iterable[Any], params: dict[str, Any] | None = None
+    ) -> int:
+        """Run `sql`, whose `IN :keys` takes `keys`, in chunks; returns rows affected."""
+        statement = sa.text(sql).bindparams(sa.bindparam("keys", expanding=True))
+        values = list(keys)
+        affected = 0
+        for start in range(0, len(values), _IN_CHUNK):
+            chunk = values[start : start + _IN_CHUNK]
+            affected += self.connection.execute(
+                statement, {**(params or {}), "keys": chunk}
+            ).rowcount
+        return affected
+
     def table_exists(self, name: str) -> bool:
         """Whether the table exists (as seen inside this transaction)."""
         return sa.inspect(self.connection).has_table(name)
@@ -150,8 +169,10 @@ class WarehouseTransaction:
         self._create_table(name, frame, key)
         return self._insert(name, frame)
 
-    def upsert(self, name: str, frame: pd.DataFrame, key: Sequence[str]) -> int:
-        """Insert or update rows by `key`, creating the table or new columns as needed."""
+    def upsert(
+        self, name: str, frame: pd.DataFrame, key: Sequence[str], keep_existing: bool = False
+    ) -> int:
+        """Insert or update rows by `key`; with `keep_existing`, present keys are left alone."""
         if not key:
             raise ValueError(f"upsert into {name} needs at least one key column")
         missing_key = [column for column in key if column not in frame.columns]
@@ -165,24 +186,16 @@ class WarehouseTransaction:
         if frame.empty:
             return 0
         if self.dialect == "postgresql":
-            return self._upsert_postgres(name, frame, key)
-        return self._insert(name, frame, conflict_key=key)
+            return self._upsert_postgres(name, frame, key, keep_existing)
+        return self._insert(name, frame, conflict_key=key, keep_existing=keep_existing)
 
     def delete_keys(self, name: str, column: str, values: Iterable[Any]) -> int:
         """Delete the rows whose `column` is one of `values`; returns rows deleted."""
-        keys = list(values)
-        if not keys or not self.table_exists(name):
+        if not self.table_exists(name):
             return 0
-        statement = sa.text(
-            f"DELETE FROM {self._quote(name)} WHERE {self._quote(column)} IN :keys"
-        ).bindparams(sa.bindparam("keys", expanding=True))
-        deleted = 0
-        for start in range(0, len(keys), _DELETE_CHUNK):
-            result = self.connection.execute(
-                statement, {"keys": keys[start : start + _DELETE_CHUNK]}
-            )
-            deleted += result.rowcount
-        return deleted
+        return self.execute_in(
+            f"DELETE FROM {self._quote(name)} WHERE {self._quote(column)} IN :keys", values
+        )
 
     def get_state(self, key: str) -> str | None:
         """A value of the sync state, or None if never set."""
@@ -224,7 +237,13 @@ class WarehouseTransaction:
                     f"ALTER TABLE {self._quote(name)} ADD COLUMN {self._quote(column)} {sql_type}"
                 )
 
-    def _insert(self, name: str, frame: pd.DataFrame, conflict_key: Sequence[str] = ()) -> int:
+    def _insert(
+        self,
+        name: str,
+        frame: pd.DataFrame,
+        conflict_key: Sequence[str] = (),
+        keep_existing: bool = False,
+    ) -> int:
         if frame.empty:
             return 0
         columns = list(frame.columns)
@@ -234,7 +253,7 @@ class WarehouseTransaction:
         quoted = ", ".join(self._quote(column) for column in columns)
         placeholders = ", ".join("?" for _ in columns)
         sql = f"INSERT INTO {self._quote(name)} ({quoted}) VALUES ({placeholders})"
-        updates = [column for column in columns if column not in conflict_key]
+        updates = [] if keep_existing else [c for c in columns if c not in conflict_key]
         if conflict_key:
             target = ", ".join(self._quote(column) for column in conflict_key)
             if updates:
@@ -261,7 +280,9 @@ class WarehouseTransaction:
             for row in _rows(frame, self.dialect):
                 copy.write_row(row)
 
-    def _upsert_postgres(self, name: str, frame: pd.DataFrame, key: Sequence[str]) -> int:
+    def _upsert_postgres(
+        self, name: str, frame: pd.DataFrame, key: Sequence[str], keep_existing: bool
+    ) -> int:
         staging = f"{name}__staging"
         self.execute(f"DROP TABLE IF EXISTS {self._quote(staging)}")
         columns = ", ".join(self._quote(column) for column in frame.columns)
@@ -271,7 +292,7 @@ class WarehouseTransaction:
         )
         self._copy_postgres(staging, frame)
         target = ", ".join(self._quote(column) for column in key)
-        updates = [column for column in frame.columns if column not in key]
+        updates = [] if keep_existing else [c for c in frame.columns if c not in key]
         action = (
             "DO UPDATE SET "
             + ", ".join(f"{self._quote(c)} = EXCLUDED.{self._quote(c)}" for c in updates)
@@ -304,7 +325,7 @@ def dispose_engine(url: str) -> None:
         engine.dispose()
 
 
-_DELETE_CHUNK = 900  # below SQLite's default limit of 999 bound parameters in older builds
+_IN_CHUNK = 900  # below SQLite's default limit of 999 bound parameters in older builds
 
 
 def _create_engine(url: str) -> Engine:

@@ -160,3 +160,13 @@ def test_default_url_comes_from_the_environment(monkeypatch, tmp_path):
 
     assert WarehouseResource().resolved_url == url
     assert WarehouseResource().kind == "sqlite"
+
+
+def test_upsert_keeping_existing_rows_only_adds_new_keys(warehouse: WarehouseResource):
+    warehouse.upsert("outbox", pd.DataFrame({"id": ["e1"], "status": ["sent"]}), key=["id"])
+    again = pd.DataFrame({"id": ["e1", "e2"], "status": ["pending", "pending"]})
+
+    warehouse.upsert("outbox", again, key=["id"], keep_existing=True)
+
+    read = warehouse.read_table("outbox").set_index("id")
+    assert read["status"].to_dict() == {"e1": "sent", "e2": "pending"}

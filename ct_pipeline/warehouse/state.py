@@ -1,0 +1,168 @@
+"""The sync state the warehouse keeps between runs: cursors, pushed hashes, stages, the outbox.
+
+Every table here is read and written only through these functions, so the delivery rules live
+in one place: a profile's hash advances only when CleverTap accepted it; an event is written to
+the outbox in the transaction that advances the deal-stage snapshot, marked `sending` before its
+request leaves, and `sent` only after CleverTap accepted it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from ct_pipeline.warehouse.resource import WarehouseResource, WarehouseTransaction
+
+PUSHED_PROFILES = "clevertap_pushed_profiles"
+STAGE_SNAPSHOT = "deal_stage_snapshot"
+EVENT_OUTBOX = "event_outbox"
+REJECTIONS = "clevertap_rejections"
+
+# Outbox statuses. `sending` rows found at the start of a run were sent by a run that died
+# before it recorded the answer: their outcome is unknown.
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+REJECTED = "rejected"
+HELD = "held"
+
+OUTBOX_COLUMNS = [
+    "event_id",
+    "kind",
+    "deal_id",
+    "contact_id",
+    "identity",
+    "name",
+    "payload",
+    "event_time",
+    "status",
+    "reason",
+    "code",
+    "error",
+    "attempts",
+    "created_at",
+    "updated_at",
+]
+
+
+def cursor_key(module: str, kind: str = "modified") -> str:
+    """The sync-state key of a Zoho module's cursor (`modified` or `deleted`)."""
+    return f"zoho.{module}.{kind}_cursor"
+
+
+def read_cursor(
+    warehouse: WarehouseResource, module: str, kind: str = "modified"
+) -> datetime | None:
+    """The stored cursor of a module, or None before its first extraction."""
+    value = warehouse.get_state(cursor_key(module, kind))
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def write_cursor(
+    tx: WarehouseTransaction, module: str, value: datetime, kind: str = "modified"
+) -> None:
+    """Advance a module's cursor inside the transaction that stored what it covers."""
+    tx.set_state(cursor_key(module, kind), value.astimezone(UTC).isoformat())
+
+
+def pushed_hashes(warehouse: WarehouseResource) -> pd.Series:
+    """The payload hash last accepted by CleverTap, by identity."""
+    frame = warehouse.read_table(PUSHED_PROFILES, columns=["identity", "payload_hash"])
+    return frame.set_index("identity")["payload_hash"]
+
+
+def record_accepted_profiles(tx: WarehouseTransaction, accepted: pd.DataFrame) -> None:
+    """Remember the hashes CleverTap accepted (`identity`, `payload_hash`, `contact_id`)."""
+    if accepted.empty:
+        return
+    rows = accepted[["identity", "payload_hash", "contact_id"]].assign(pushed_at=_now())
+    tx.upsert(PUSHED_PROFILES, rows, key=["identity"])
+
+
+def record_rejections(tx: WarehouseTransaction, rejections: pd.DataFrame) -> None:
+    """Keep each rejected record with its code and error, linked to its Zoho id.
+
+    Columns: `record_key`, `kind` (profile or event), `zoho_id`, `identity`, `code`, `error`,
+    `run_id`. A record rejected again replaces its earlier row.
+    """
+    if rejections.empty:
+        return
+    tx.upsert(REJECTIONS, rejections.assign(rejected_at=_now()), key=["kind", "record_key"])
+
+
+def clear_rejections(tx: WarehouseTransaction, kind: str, record_keys: Iterable[str]) -> None:
+    """Forget earlier rejections of records that have now been accepted."""
+    if tx.table_exists(REJECTIONS):
+        tx.execute_in(
+            f"DELETE FROM {REJECTIONS} WHERE kind = :kind AND record_key IN :keys",
+            record_keys,
+            {"kind": kind},
+        )
+
+
+def read_stage_snapshot(warehouse: WarehouseResource) -> pd.DataFrame:
+    """The last stage seen per deal (`deal_id`, `stage`, `modified_time`)."""
+    return warehouse.read_table(STAGE_SNAPSHOT, columns=["deal_id", "stage", "modified_time"])
+
+
+def enqueue_outbox(tx: WarehouseTransaction, rows: pd.DataFrame) -> int:
+    """Add outbox rows whose `event_id` is new; an id already present is left as it is."""
+    if rows.empty:
+        return 0
+    now = _now()
+    complete = rows.reindex(columns=OUTBOX_COLUMNS)
+    complete["attempts"] = complete["attempts"].fillna(0).astype("int64")
+    complete["created_at"] = now
+    complete["updated_at"] = now
+    return tx.upsert(EVENT_OUTBOX, complete, key=["event_id"], keep_existing=True)
+
+
+def read_outbox(warehouse: WarehouseResource, statuses: Iterable[str]) -> pd.DataFrame:
+    """Outbox rows in any of `statuses`, oldest event first."""
+    wanted = list(statuses)
+    if not warehouse.table_exists(EVENT_OUTBOX):
+        return pd.DataFrame({column: pd.Series(dtype="str") for column in OUTBOX_COLUMNS})
+    with warehouse.transaction() as tx:
+        placeholders = ", ".join(f":s{n}" for n in range(len(wanted)))
+        return tx.read_sql(
+            f"SELECT * FROM {EVENT_OUTBOX} WHERE status IN ({placeholders}) "
+            "ORDER BY event_time, event_id",
+            {f"s{n}": status for n, status in enumerate(wanted)},
+            table=EVENT_OUTBOX,
+        )
+
+
+def set_outbox_status(
+    tx: WarehouseTransaction,
+    outcomes: pd.DataFrame,
+) -> None:
+    """Write statuses back: `event_id`, `status`, and optionally `code`, `error`, `reason`."""
+    if outcomes.empty:
+        return
+    update = outcomes.copy()
+    for column in ("code", "error", "reason"):
+        if column not in update:
+            update[column] = None
+    update["code"] = update["code"].astype("Int64")
+    update["updated_at"] = _now()
+    tx.upsert(
+        EVENT_OUTBOX,
+        update[["event_id", "status", "code", "error", "reason", "updated_at"]],
+        key=["event_id"],
+    )
+
+
+def count_attempt(tx: WarehouseTransaction, event_ids: list[str]) -> None:
+    """Mark rows `sending` and count the attempt, before their request leaves."""
+    tx.execute_in(
+        f"UPDATE {EVENT_OUTBOX} SET status = :status, attempts = attempts + 1, "
+        "updated_at = :now WHERE event_id IN :keys",
+        event_ids,
+        {"status": SENDING, "now": _now()},
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
