@@ -1,0 +1,375 @@
+"""Build CleverTap upload records and check them against the documented rules before sending.
+
+`build_profile_record` and `build_event_record` turn Python values into the JSON records that
+`POST /1/upload` takes; `validate_record` says why a record would be refused, or None. A record
+that fails validation is reported as rejected locally and never sent. Reasons name keys and
+rules, never values: values are personal data.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from datetime import time as clock_time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from email_validator import EmailNotValidError, validate_email
+
+PROFILE_TYPE = "profile"
+EVENT_TYPE = "event"
+IDENTITY_KEYS = ("identity", "objectId", "FBID", "GPID")
+RECORD_KEYS = frozenset({"type", "ts", "profileData", "evtName", "evtData", *IDENTITY_KEYS})
+
+# Upload pages: "attribute keys are limited to 120 bytes, and their values are limited to 512
+# bytes" (profiles); "Event keys are limited to 120 characters" (events).
+KEY_MAX_BYTES = 120
+KEY_MAX_CHARS = 120
+VALUE_MAX_BYTES = 512
+# upload-user-profiles-api and platform-considerations: at most 256 custom profile keys.
+PROFILE_MAX_CUSTOM_KEYS = 256
+# upload-events-api (2026 revision): 100 properties per event by default (older pages said
+# 256; the limit is configurable per account, so this is the safe default).
+EVENT_MAX_PROPERTIES = 100
+# platform-considerations: a multi-value property holds at most 100 strings of <= 512 chars.
+MULTI_VALUE_MAX_ITEMS = 100
+
+# The standard profile keys of the upload page, and the subscription flags of the SDK docs.
+SUBSCRIPTION_FLAGS = ("MSG-push", "MSG-sms", "MSG-whatsapp", "MSG-email")
+STANDARD_PROFILE_KEYS = frozenset(
+    {
+        "Name",
+        "Email",
+        "Phone",
+        "Gender",
+        "DOB",
+        "Employed",
+        "Education",
+        "Married",
+        "Photo",
+        "Customer Type",
+        "identity",
+        *SUBSCRIPTION_FLAGS,
+    }
+)
+# Per-record codes 514 (gender), 517 (employment), 518 (education) and 519 (marital status).
+ALLOWED_STANDARD_VALUES: dict[str, frozenset[str]] = {
+    "Gender": frozenset({"M", "F"}),
+    "Employed": frozenset({"Y", "N"}),
+    "Married": frozenset({"Y", "N"}),
+    "Education": frozenset({"School", "College", "Graduate"}),
+}
+# `$` starts CleverTap's own markers ($D_ dates, $add/$remove); `CT ` and `wzrk_` name the
+# properties CleverTap's system events carry. A custom key must not look like either.
+RESERVED_KEY_PREFIXES = ("$", "CT ", "wzrk_")
+MULTI_VALUE_OPERATIONS = frozenset({"$add", "$remove"})
+# Code 513: raising a restricted system event. CleverTap publishes no full list; these are its
+# system events (a real 513 answer names "Web Page Viewed").
+RESTRICTED_EVENT_NAMES = frozenset(
+    {
+        "App Launched",
+        "App Installed",
+        "App Uninstalled",
+        "Notification Sent",
+        "Notification Viewed",
+        "Notification Clicked",
+        "Notification Delivered",
+        "Notification Failed",
+        "UTM Visited",
+        "Web Page Viewed",
+        "Stayed",
+    }
+)
+CHARGED_EVENT = "Charged"
+CHARGED_ITEMS_KEY = "Items"
+
+# upload-user-profiles-api: Phone "should be formatted as +[country code][phone number]";
+# E.164 allows at most 15 digits. Code 516 otherwise.
+PHONE_PATTERN = re.compile(r"\+[1-9]\d{6,14}")
+DATE_PREFIX = "$D_"
+DATE_PATTERN = re.compile(r"\$D_-?\d{1,12}")
+# `ts` is epoch seconds (code 525 otherwise). Anything before 2000 or more than a day ahead is
+# almost surely milliseconds, a default value or a clock error, not a CRM moment.
+EARLIEST_TIMESTAMP = 946_684_800
+FUTURE_TOLERANCE_SECONDS = 24 * 3600
+
+
+def build_profile_record(
+    identity: str, profile_data: Mapping[str, Any], ts: datetime | int | float
+) -> dict[str, Any]:
+    """A `type: profile` record; missing values are left out, dates become `$D_<epoch>`."""
+    record: dict[str, Any] = {"type": PROFILE_TYPE}
+    if identity is not None:
+        record["identity"] = str(identity)
+    record["ts"] = epoch_seconds(ts)
+    record["profileData"] = _clevertap_properties(profile_data)
+    return record
+
+
+def build_event_record(
+    identity: str,
+    event_name: str,
+    event_data: Mapping[str, Any],
+    ts: datetime | int | float,
+) -> dict[str, Any]:
+    """A `type: event` record; missing values are left out, dates become `$D_<epoch>`."""
+    record: dict[str, Any] = {"type": EVENT_TYPE}
+    if identity is not None:
+        record["identity"] = str(identity)
+    record["ts"] = epoch_seconds(ts)
+    record["evtName"] = event_name
+    record["evtData"] = _clevertap_properties(event_data)
+    return record
+
+
+def validate_record(
+    record: Mapping[str, Any],
+    *,
+    now: float | None = None,
+    max_event_properties: int = EVENT_MAX_PROPERTIES,
+) -> str | None:
+    """Why CleverTap would refuse `record` under its documented rules, or None if it is fine."""
+    if not isinstance(record, Mapping):
+        return "record is not a JSON object"
+    unknown = sorted(str(key) for key in record if key not in RECORD_KEYS)
+    if unknown:
+        return f"unknown record key {unknown[0]!r}; upload records take {sorted(RECORD_KEYS)}"
+    if not any(_present(record.get(key)) for key in IDENTITY_KEYS):
+        return "no identity: set one of identity, objectId, FBID or GPID (CleverTap code 523)"
+    for key in IDENTITY_KEYS:
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, str | int | None):
+            return f"{key} must be a string or a whole number"
+
+    problem = _timestamp_problem(record, time.time() if now is None else now)
+    if problem:
+        return problem
+
+    record_type = record.get("type")
+    if record_type == PROFILE_TYPE:
+        return _profile_problem(record)
+    if record_type == EVENT_TYPE:
+        return _event_problem(record, max_event_properties)
+    return "type must be 'profile' or 'event' (CleverTap code 524)"
+
+
+def epoch_seconds(moment: datetime | int | float) -> int:
+    """Whole epoch seconds for a timezone-aware datetime, or an epoch number as given."""
+    if isinstance(moment, datetime):
+        return int(_aware(moment).timestamp())
+    if isinstance(moment, bool) or not isinstance(moment, int | float | np.number):
+        raise TypeError(f"ts must be a datetime or epoch seconds, not {type(moment).__name__}")
+    return int(moment)
+
+
+def clevertap_date(moment: datetime | date) -> str:
+    """CleverTap's date value `$D_<epoch seconds>`; a bare date means midnight UTC."""
+    if not isinstance(moment, datetime):
+        moment = datetime.combine(moment, clock_time(0), tzinfo=UTC)
+    return f"{DATE_PREFIX}{int(_aware(moment).timestamp())}"
+
+
+_MISSING = object()
+
+
+def _clevertap_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    converted = {}
+    for key, value in properties.items():
+        value = _clevertap_value(value)
+        if value is not _MISSING:
+            converted[key] = value
+    return converted
+
+
+def _clevertap_value(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return _MISSING
+    if isinstance(value, datetime | date):
+        return clevertap_date(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return _MISSING
+    if isinstance(value, Mapping):
+        return _clevertap_properties(value)
+    if isinstance(value, list | tuple | set | frozenset | np.ndarray):
+        items = (_clevertap_value(item) for item in value)
+        return [item for item in items if item is not _MISSING]
+    return value
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(
+            "a naive datetime has no defined epoch; pass a timezone-aware datetime (e.g. UTC)"
+        )
+    return moment
+
+
+def _present(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    return value is not None and not isinstance(value, bool)
+
+
+def _timestamp_problem(record: Mapping[str, Any], now: float) -> str | None:
+    if "ts" not in record:
+        return None
+    ts = record["ts"]
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        return "ts must be whole epoch seconds (CleverTap code 525)"
+    if ts < EARLIEST_TIMESTAMP:
+        return "ts is before 2000-01-01; give epoch seconds (CleverTap code 525)"
+    if ts > now + FUTURE_TOLERANCE_SECONDS:
+        return "ts is in the future; epoch milliseconds? give seconds (CleverTap code 525)"
+    return None
+
+
+def _profile_problem(record: Mapping[str, Any]) -> str | None:
+    if "evtName" in record or "evtData" in record:
+        return "a profile record carries evtName/evtData; use profileData only"
+    profile = record.get("profileData")
+    if not isinstance(profile, Mapping):
+        return "profileData must be an object"
+
+    custom_keys = 0
+    for key, value in profile.items():
+        problem = _key_problem(key, max_bytes=KEY_MAX_BYTES)
+        if problem:
+            return f"profileData {problem}"
+        if key not in STANDARD_PROFILE_KEYS:
+            custom_keys += 1
+        problem = _profile_value_problem(key, value)
+        if problem:
+            return f"profileData[{key!r}] {problem}"
+    if custom_keys > PROFILE_MAX_CUSTOM_KEYS:
+        return f"profileData has {custom_keys} custom keys; CleverTap keeps at most 256"
+    return None
+
+
+def _profile_value_problem(key: str, value: Any) -> str | None:
+    if key == "Phone":
+        if not isinstance(value, str) or not PHONE_PATTERN.fullmatch(value):
+            return "must be +<country code><number>, digits only (CleverTap code 516)"
+        return None
+    if key == "Email":
+        return _email_problem(value)
+    if key in SUBSCRIPTION_FLAGS:
+        return None if isinstance(value, bool) else "must be true or false"
+    if key == "DOB":
+        if not isinstance(value, str) or not DATE_PATTERN.fullmatch(value):
+            return "must be a date, $D_<epoch seconds>"
+        return None
+    if key in ALLOWED_STANDARD_VALUES:
+        allowed = ALLOWED_STANDARD_VALUES[key]
+        if value not in allowed:
+            return f"must be one of {', '.join(sorted(allowed))}"
+        return None
+
+    if isinstance(value, Mapping):
+        return _multi_value_operation_problem(value)
+    if isinstance(value, list):
+        return _multi_value_problem(value)
+    return _scalar_problem(value)
+
+
+def _event_problem(record: Mapping[str, Any], max_properties: int) -> str | None:
+    if "profileData" in record:
+        return "an event record carries profileData; use evtData"
+    name = record.get("evtName")
+    if not isinstance(name, str) or not name.strip():
+        return "evtName is missing (CleverTap code 509)"
+    if name in RESTRICTED_EVENT_NAMES:
+        return f"evtName {name!r} is a CleverTap system event and cannot be raised (code 513)"
+    data = record.get("evtData", {})
+    if not isinstance(data, Mapping):
+        return "evtData must be an object (CleverTap code 512)"
+    if len(data) > max_properties:
+        return f"evtData has {len(data)} properties; at most {max_properties} (CleverTap code 522)"
+
+    for key, value in data.items():
+        problem = _key_problem(key, max_chars=KEY_MAX_CHARS)
+        if problem:
+            return f"evtData {problem}"
+        if name == CHARGED_EVENT and key == CHARGED_ITEMS_KEY:
+            problem = _charged_items_problem(value)
+        else:
+            problem = _scalar_problem(value)
+        if problem:
+            return f"evtData[{key!r}] {problem}"
+    return None
+
+
+def _key_problem(
+    key: Any, *, max_bytes: int | None = None, max_chars: int | None = None
+) -> str | None:
+    if not isinstance(key, str) or not key.strip():
+        return "has an empty or non-string key"
+    if max_bytes is not None and len(key.encode("utf-8")) > max_bytes:
+        return f"key {key[:20]!r}... is longer than {max_bytes} bytes"
+    if max_chars is not None and len(key) > max_chars:
+        return f"key {key[:20]!r}... is longer than {max_chars} characters"
+    if key.startswith(RESERVED_KEY_PREFIXES):
+        return f"key {key!r} starts with a prefix CleverTap reserves ($, 'CT ', wzrk_)"
+    return None
+
+
+def _scalar_problem(value: Any) -> str | None:
+    if isinstance(value, bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "is not a finite number"
+    if isinstance(value, str):
+        if len(value.encode("utf-8")) > VALUE_MAX_BYTES:
+            return f"is longer than {VALUE_MAX_BYTES} bytes"
+        if value.startswith(DATE_PREFIX) and not DATE_PATTERN.fullmatch(value):
+            return "starts with $D_ but is not $D_<epoch seconds>"
+        return None
+    if value is None:
+        return "is null; leave the key out instead"
+    return f"is a {type(value).__name__}; use a string, number, boolean or $D_ date"
+
+
+def _multi_value_problem(values: list[Any]) -> str | None:
+    if len(values) > MULTI_VALUE_MAX_ITEMS:
+        return f"has {len(values)} values; a multi-value property holds at most 100"
+    for value in values:
+        if not isinstance(value, str):
+            return "multi-value items must be strings"
+        if len(value) > VALUE_MAX_BYTES:
+            return f"has an item longer than {VALUE_MAX_BYTES} characters"
+    return None
+
+
+def _multi_value_operation_problem(operation: Mapping[str, Any]) -> str | None:
+    if len(operation) != 1 or next(iter(operation)) not in MULTI_VALUE_OPERATIONS:
+        return "is an object; only {'$add': [...]} or {'$remove': [...]} are accepted"
+    values = next(iter(operation.values()))
+    if not isinstance(values, list):
+        return "$add/$remove takes a list of strings"
+    return _multi_value_problem(values)
+
+
+def _charged_items_problem(items: Any) -> str | None:
+    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+        return "must be a list of objects"
+    for item in items:
+        for key, value in item.items():
+            problem = _key_problem(key, max_chars=KEY_MAX_CHARS) or _scalar_problem(value)
+            if problem:
+                return f"item {problem}"
+    return None
+
+
+def _email_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string (CleverTap code 515)"
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return "is not a valid email address (CleverTap code 515)"
+    return None

@@ -1,0 +1,421 @@
+"""The CleverTap client as a Dagster resource: uploads, profile lookups and campaign triggers.
+
+Uploads are split into batches, sent several at a time, retried on 429, 5xx and network errors,
+and reported back one outcome per record the caller passed in (see `results.py`). Records are
+checked locally first (see `payloads.py`); the ones that break a documented rule never leave.
+Nothing here logs the passcode or a customer's phone number or email.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr, field_validator
+
+from ct_pipeline.clevertap.http import (
+    AUTH_FAILURE_STATUSES,
+    DEFAULT_REGION,
+    EXTERNAL_TRIGGER_PATH,
+    OTHER_MAX_CONCURRENT_REQUESTS,
+    PROFILE_PATH,
+    UPLOAD_MAX_CONCURRENT_REQUESTS,
+    UPLOAD_MAX_RECORDS,
+    UPLOAD_PATH,
+    CleverTapTransport,
+    RetryRule,
+    base_url_for,
+    check_region,
+)
+from ct_pipeline.clevertap.payloads import validate_record
+from ct_pipeline.clevertap.results import (
+    BatchResult,
+    ItemOutcome,
+    PlannedRequest,
+    TriggerResult,
+    UploadItem,
+    UploadReport,
+    batch_outcomes,
+)
+
+logger = logging.getLogger(__name__)
+
+ENV_ACCOUNT_ID = "CLEVERTAP_ACCOUNT_ID"
+ENV_PASSCODE = "CLEVERTAP_PASSCODE"
+ENV_REGION = "CLEVERTAP_REGION"
+ENV_API_URL = "CLEVERTAP_API_URL"
+
+DEFAULT_UPLOAD_CONCURRENCY = 4
+DEFAULT_LOOKUP_CONCURRENCY = 2
+# A profile lookup answers "not found" with a failure body rather than a 404 in some accounts;
+# the documentation gives no example, so any of these words in the error means "no profile".
+NOT_FOUND_MARKERS = ("not found", "no such", "does not exist")
+LOOKUP_FIELDS = {"identity": "identity", "email": "email", "object_id": "objectId"}
+
+BatchCallback = Callable[[BatchResult], None]
+
+
+class CleverTapError(RuntimeError):
+    """A CleverTap request that failed in a way the caller must hear about."""
+
+
+class CleverTapResource(dg.ConfigurableResource):
+    """CleverTap's server API: upload profiles and events, look up profiles, trigger campaigns."""
+
+    account_id: str = Field(description="CleverTap project (account) id.")
+    passcode: str = Field(repr=False, description="CleverTap account passcode; never logged.")
+    region: str = Field(
+        default=DEFAULT_REGION,
+        description="Data-centre region: in1, sg1, us1, aps3, mec1 or eu1 (api.clevertap.com).",
+    )
+    api_url: str | None = Field(
+        default=None, description="Base URL that overrides the region host (the sandbox)."
+    )
+    batch_size: int = Field(
+        default=UPLOAD_MAX_RECORDS,
+        gt=0,
+        le=UPLOAD_MAX_RECORDS,
+        description="Records per upload request; CleverTap takes at most 1,000.",
+    )
+    max_concurrency: int = Field(
+        default=DEFAULT_UPLOAD_CONCURRENCY,
+        gt=0,
+        le=UPLOAD_MAX_CONCURRENT_REQUESTS,
+        description="Upload requests in flight at once; CleverTap allows 15 per account.",
+    )
+    lookup_concurrency: int = Field(
+        default=DEFAULT_LOOKUP_CONCURRENCY,
+        gt=0,
+        le=OTHER_MAX_CONCURRENT_REQUESTS,
+        description="Lookup and trigger requests in flight; CleverTap allows 3 per account.",
+    )
+    max_retries: int = Field(default=6, ge=0, description="Retries after a 429, 5xx or timeout.")
+    backoff_base_seconds: float = Field(default=1.0, ge=0, description="First backoff ceiling.")
+    backoff_cap_seconds: float = Field(default=60.0, ge=0, description="Longest backoff.")
+    timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request timeout.")
+    dry_run: bool = Field(
+        default=False, description="Build and validate every request but send no upload."
+    )
+
+    _transport: CleverTapTransport | None = PrivateAttr(default=None)
+    _transport_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _known_region(cls, region: Any) -> Any:
+        # An EnvVar is still its variable's name here; Dagster validates again once resolved.
+        if isinstance(region, dg.EnvVar):
+            return region
+        return check_region(region)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> CleverTapResource:
+        """Configure from CLEVERTAP_ACCOUNT_ID, _PASSCODE, _REGION and _API_URL."""
+        missing = [name for name in (ENV_ACCOUNT_ID, ENV_PASSCODE) if not os.environ.get(name)]
+        if missing:
+            raise ValueError(
+                f"{' and '.join(missing)} not set; set them to the CleverTap project's "
+                "credentials (Settings > Project) or point the pipeline at the sandbox"
+            )
+        settings: dict[str, Any] = {
+            "account_id": os.environ[ENV_ACCOUNT_ID],
+            "passcode": os.environ[ENV_PASSCODE],
+            "region": os.environ.get(ENV_REGION) or DEFAULT_REGION,
+            "api_url": os.environ.get(ENV_API_URL) or None,
+        }
+        return cls(**{**settings, **overrides})
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL requests go to."""
+        return base_url_for(self.region, self.api_url)
+
+    def upload(
+        self,
+        items: Sequence[UploadItem],
+        *,
+        on_batch_done: BatchCallback | None = None,
+        retry_uncertain: bool = True,
+    ) -> UploadReport:
+        """Upload records in batches; every item comes back with exactly one outcome.
+
+        `on_batch_done` is called in the calling thread once per finished batch (first, if any,
+        with the locally rejected records as batch None), so it may write to a database that is
+        not thread-safe. If it raises, batches not yet started are not sent and the error
+        propagates.
+
+        429, 503 and unopened connections are always retried. Timeouts and other 5xx may hide a
+        request CleverTap did process; with `retry_uncertain` (fine for profiles, which merge)
+        they are retried too, at the risk of an event recorded twice. Without it the batch
+        fails at once with `maybe_delivered` set, and the caller decides.
+        """
+        _require_unique_keys(items)
+        local, batches = self._plan_batches(items)
+        if local and on_batch_done is not None:
+            on_batch_done(BatchResult(batch=None, outcomes=tuple(local.values()), requests=0))
+
+        planned = tuple(self._planned_request(number, batch) for number, batch in batches)
+        if self.dry_run:
+            by_key = dict(local)
+            for number, batch in batches:
+                outcomes = tuple(ItemOutcome(item.key, "dry_run", batch=number) for item in batch)
+                by_key.update((outcome.key, outcome) for outcome in outcomes)
+                if on_batch_done is not None:
+                    on_batch_done(BatchResult(number, outcomes, requests=0))
+            logger.info(
+                "CleverTap dry run: %d records in %d requests would be sent, %d rejected locally",
+                sum(request.records for request in planned),
+                len(planned),
+                len(local),
+            )
+            return UploadReport(
+                outcomes=tuple(by_key[item.key] for item in items),
+                batches=len(batches),
+                requests=0,
+                dry_run=True,
+                planned=planned,
+            )
+
+        by_key, requests, fatal_error = self._send_batches(
+            batches, planned, on_batch_done, self._retry_rule(retry_uncertain=retry_uncertain)
+        )
+        by_key.update(local)
+        report = UploadReport(
+            outcomes=tuple(by_key[item.key] for item in items),
+            batches=len(batches),
+            requests=requests,
+            planned=planned,
+            fatal_error=fatal_error,
+        )
+        logger.info(
+            "CleverTap upload: %s in %d batches, %d requests",
+            ", ".join(f"{count} {name}" for name, count in report.counts.items() if count),
+            report.batches,
+            report.requests,
+        )
+        return report
+
+    def lookup_profile(
+        self,
+        *,
+        identity: str | None = None,
+        email: str | None = None,
+        object_id: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The profile CleverTap holds for exactly one identifier, or None when it has none.
+
+        Lookups only read, so they also run in dry-run mode.
+        """
+        given = {
+            name: value
+            for name, value in {
+                "identity": identity,
+                "email": email,
+                "object_id": object_id,
+            }.items()
+            if value is not None
+        }
+        if len(given) != 1:
+            raise ValueError("lookup_profile takes exactly one of identity, email or object_id")
+        name, value = next(iter(given.items()))
+
+        response = self._client().request(
+            "GET", PROFILE_PATH, self._retry_rule(), params={LOOKUP_FIELDS[name]: str(value)}
+        )
+        body = response.body if isinstance(response.body, Mapping) else {}
+        if response.ok and body.get("status") == "success":
+            record = body.get("record")
+            return dict(record) if isinstance(record, Mapping) else None
+        if response.status == 404 or body.get("code") == 404 or _says_not_found(body):
+            return None
+        raise CleverTapError(
+            f"CleverTap profile lookup by {name} failed: {response.describe_failure()}"
+        )
+
+    def trigger_campaign(
+        self,
+        campaign_id: str | int,
+        identities: Sequence[str],
+        properties: Mapping[str, Any] | None = None,
+    ) -> TriggerResult:
+        """Fire an API-triggered campaign for `identities`, with string personalisation values.
+
+        Only retried when CleverTap cannot have acted on the request (429, 503, no connection):
+        a retried trigger that had gone through would message people twice.
+        """
+        if not identities or not all(isinstance(one, str) and one for one in identities):
+            raise ValueError(
+                "trigger_campaign needs at least one identity, each a non-empty string"
+            )
+        body = {
+            "to": {"identity": list(identities)},
+            "campaign_id": str(campaign_id),
+            "ExternalTrigger": _string_properties(properties or {}),
+        }
+        if self.dry_run:
+            return TriggerResult(str(campaign_id), len(identities), "dry_run", body=body)
+
+        rule = self._retry_rule(retry_uncertain=False)
+        response = self._client().request("POST", EXTERNAL_TRIGGER_PATH, rule, json_body=body)
+        answer = response.body if isinstance(response.body, Mapping) else {}
+        if response.ok and answer.get("status") == "success":
+            return TriggerResult(
+                str(campaign_id), len(identities), "accepted", requests=response.attempts, body=body
+            )
+        code = answer.get("code")
+        return TriggerResult(
+            str(campaign_id),
+            len(identities),
+            "failed",
+            code=code if isinstance(code, int) else response.status,
+            error=response.describe_failure(),
+            requests=response.attempts,
+            body=body,
+        )
+
+    def usage(self) -> dict[str, int]:
+        """HTTP requests made by this resource so far (retries included), by endpoint path."""
+        transport = self._transport
+        return transport.usage() if transport is not None else {}
+
+    def close(self) -> None:
+        """Release pooled connections; the resource opens new ones if used again."""
+        with self._transport_lock:
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Close connections when a Dagster run is done with the resource."""
+        self.close()
+
+    def _client(self) -> CleverTapTransport:
+        with self._transport_lock:
+            if self._transport is None:
+                self._transport = CleverTapTransport(
+                    base_url=self.base_url,
+                    account_id=self.account_id,
+                    passcode=self.passcode,
+                    timeout_seconds=self.timeout_seconds,
+                    upload_concurrency=self.max_concurrency,
+                    other_concurrency=self.lookup_concurrency,
+                )
+            return self._transport
+
+    def _retry_rule(self, *, retry_uncertain: bool = True) -> RetryRule:
+        return RetryRule(
+            max_retries=self.max_retries,
+            backoff_base_seconds=self.backoff_base_seconds,
+            backoff_cap_seconds=self.backoff_cap_seconds,
+            retry_uncertain=retry_uncertain,
+        )
+
+    def _plan_batches(
+        self, items: Sequence[UploadItem]
+    ) -> tuple[dict[str, ItemOutcome], list[tuple[int, list[UploadItem]]]]:
+        """Reject invalid records locally; cut the rest into numbered batches in input order."""
+        local: dict[str, ItemOutcome] = {}
+        valid: list[UploadItem] = []
+        for item in items:
+            reason = validate_record(item.record)
+            if reason is None:
+                valid.append(item)
+            else:
+                local[item.key] = ItemOutcome(item.key, "rejected_locally", error=reason)
+        batches = [
+            (number, valid[start : start + self.batch_size])
+            for number, start in enumerate(range(0, len(valid), self.batch_size), start=1)
+        ]
+        return local, batches
+
+    def _planned_request(self, number: int, batch: list[UploadItem]) -> PlannedRequest:
+        body = {"d": [dict(item.record) for item in batch]}
+        size = len(json.dumps(body, ensure_ascii=False).encode("utf-8"))
+        return PlannedRequest(number, "POST", self.base_url + UPLOAD_PATH, len(batch), size, body)
+
+    def _send_batches(
+        self,
+        batches: list[tuple[int, list[UploadItem]]],
+        planned: tuple[PlannedRequest, ...],
+        on_batch_done: BatchCallback | None,
+        rule: RetryRule,
+    ) -> tuple[dict[str, ItemOutcome], int, str | None]:
+        """Send batches with at most max_concurrency in flight; stop on refused credentials."""
+        by_key: dict[str, ItemOutcome] = {}
+        requests = 0
+        fatal_error: str | None = None
+        stop = threading.Event()
+        transport = self._client()
+
+        def send(number: int, batch: list[UploadItem], request: PlannedRequest) -> BatchResult:
+            if stop.is_set():
+                return BatchResult(number, _not_sent(number, batch, fatal_error), requests=0)
+            response = transport.request("POST", UPLOAD_PATH, rule, json_body=request.body)
+            outcomes = batch_outcomes(number, batch, response)
+            return BatchResult(number, outcomes, response.attempts, response.status)
+
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(self.max_concurrency, len(batches))),
+            thread_name_prefix="clevertap-upload",
+        ) as pool:
+            pending: set[Future[BatchResult]] = {
+                pool.submit(send, number, batch, request)
+                for (number, batch), request in zip(batches, planned, strict=True)
+            }
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        result = future.result()
+                        requests += result.requests
+                        by_key.update((outcome.key, outcome) for outcome in result.outcomes)
+                        if result.http_status in AUTH_FAILURE_STATUSES and fatal_error is None:
+                            fatal_error = result.outcomes[0].error
+                            stop.set()
+                        if on_batch_done is not None:
+                            on_batch_done(result)
+            except BaseException:
+                stop.set()
+                for future in pending:
+                    future.cancel()
+                raise
+        return by_key, requests, fatal_error
+
+
+def _not_sent(number: int, batch: list[UploadItem], reason: str | None) -> tuple[ItemOutcome, ...]:
+    error = f"not sent: an earlier batch was refused ({reason})"
+    return tuple(ItemOutcome(item.key, "failed", error=error, batch=number) for item in batch)
+
+
+def _require_unique_keys(items: Sequence[UploadItem]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.key in seen:
+            raise ValueError(
+                f"upload got the key {item.key!r} twice; each item needs its own key so that "
+                "its outcome can be reported back"
+            )
+        seen.add(item.key)
+
+
+def _string_properties(properties: Mapping[str, Any]) -> dict[str, str]:
+    # External trigger docs: "CleverTap only supports String Data type for mapped property values".
+    converted = {}
+    for key, value in properties.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping | list | tuple | set):
+            raise ValueError(f"campaign property {key!r} must be a single value, not a collection")
+        converted[str(key)] = str(value)
+    return converted
+
+
+def _says_not_found(body: Mapping[str, Any]) -> bool:
+    error = str(body.get("error", "")).lower()
+    return body.get("status") == "fail" and any(marker in error for marker in NOT_FOUND_MARKERS)

@@ -1,0 +1,248 @@
+"""Record builders and the local checks that keep records CleverTap would refuse from being sent."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ct_pipeline.clevertap import (
+    build_event_record,
+    build_profile_record,
+    clevertap_date,
+    epoch_seconds,
+    validate_record,
+)
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+NOW_TS = int(NOW.timestamp())
+
+
+def profile(**profile_data: object) -> dict:
+    """A valid profile record carrying `profile_data`."""
+    return build_profile_record("+919876543210", profile_data, NOW)
+
+
+def event(name: str = "Deal Stage Changed", **event_data: object) -> dict:
+    """A valid event record carrying `event_data`."""
+    return build_event_record("+919876543210", name, event_data, NOW)
+
+
+def reason(record: dict) -> str | None:
+    """The local rejection reason for `record`, judged at NOW."""
+    return validate_record(record, now=NOW_TS)
+
+
+def test_profile_record_has_the_documented_shape():
+    record = build_profile_record("C-1", {"Name": "Asha Rao", "Customer Type": "Gold"}, NOW)
+
+    assert record == {
+        "type": "profile",
+        "identity": "C-1",
+        "ts": NOW_TS,
+        "profileData": {"Name": "Asha Rao", "Customer Type": "Gold"},
+    }
+    assert reason(record) is None
+
+
+def test_event_record_has_the_documented_shape():
+    record = build_event_record("C-1", "Deal Stage Changed", {"stage_name": "Won"}, NOW_TS)
+
+    assert record == {
+        "type": "event",
+        "identity": "C-1",
+        "ts": NOW_TS,
+        "evtName": "Deal Stage Changed",
+        "evtData": {"stage_name": "Won"},
+    }
+    assert reason(record) is None
+
+
+def test_datetimes_and_dates_become_clevertap_dates():
+    moment = datetime(2024, 2, 29, 10, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+
+    record = profile(DOB=date(1990, 5, 17), Last_Seen=moment, Renewal=pd.Timestamp(moment))
+
+    assert (
+        record["profileData"]["DOB"] == f"$D_{int(datetime(1990, 5, 17, tzinfo=UTC).timestamp())}"
+    )
+    assert record["profileData"]["Last_Seen"] == f"$D_{int(moment.timestamp())}"
+    assert record["profileData"]["Renewal"] == record["profileData"]["Last_Seen"]
+    assert reason(record) is None
+
+
+def test_missing_values_are_left_out_of_the_record():
+    record = profile(Name="Asha", City=None, Score=float("nan"), Tier=pd.NA, Seen=pd.NaT)
+
+    assert record["profileData"] == {"Name": "Asha"}
+
+
+def test_numpy_values_become_plain_json_values():
+    record = event(amount=np.float64(1500.5), units=np.int64(3), paid=np.bool_(True))
+
+    assert record["evtData"] == {"amount": 1500.5, "units": 3, "paid": True}
+    assert type(record["evtData"]["units"]) is int
+    assert reason(record) is None
+
+
+def test_timestamp_is_whole_epoch_seconds():
+    assert epoch_seconds(datetime(2026, 1, 1, tzinfo=UTC)) == 1_767_225_600
+    assert epoch_seconds(1_767_225_600.9) == 1_767_225_600
+
+
+def test_naive_datetime_is_refused_at_build_time():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        build_profile_record("C-1", {}, datetime(2026, 1, 1))
+
+
+def test_clevertap_date_of_a_bare_date_is_midnight_utc():
+    assert clevertap_date(date(2026, 1, 1)) == "$D_1767225600"
+
+
+def test_phone_must_be_international_form():
+    assert reason(profile(Phone="+919876543210")) is None
+    for bad in ("9876543210", "+91 98765 43210", "+0919876543210", "+91-9876543210"):
+        problem = reason(profile(Phone=bad))
+        assert problem is not None and "516" in problem
+
+
+def test_rejection_reason_never_contains_the_phone_number():
+    problem = reason(profile(Phone="98765 43210"))
+
+    assert problem is not None
+    assert "98765" not in problem and "43210" not in problem
+
+
+def test_invalid_email_is_rejected_without_echoing_it():
+    problem = reason(profile(Email="asha.rao@@mail"))
+
+    assert problem is not None and "515" in problem
+    assert "asha" not in problem
+
+
+def test_subscription_flags_must_be_booleans():
+    flags = {"MSG-push": True, "MSG-sms": False, "MSG-whatsapp": True, "MSG-email": False}
+    assert reason(profile(**flags)) is None
+
+    for flag in flags:
+        problem = reason(profile(**{flag: "yes"}))
+        assert problem is not None and flag in problem
+
+
+def test_standard_keys_only_take_documented_values():
+    assert reason(profile(Gender="F", Employed="Y", Married="N", Education="Graduate")) is None
+    assert "Gender" in reason(profile(Gender="female"))
+    assert "Education" in reason(profile(Education="PhD"))
+
+
+def test_dob_must_be_a_clevertap_date():
+    assert "DOB" in reason(profile(DOB="1990-05-17"))
+
+
+def test_key_longer_than_120_bytes_is_rejected():
+    assert reason(profile(**{"k" * 120: 1})) is None
+    assert "120 bytes" in reason(profile(**{"k" * 121: 1}))
+    # Multi-byte characters count by bytes for profile keys.
+    assert "120 bytes" in reason(profile(**{"é" * 61: 1}))
+
+
+def test_event_key_longer_than_120_characters_is_rejected():
+    assert reason(event(**{"é" * 120: 1})) is None
+    assert "120 characters" in reason(event(**{"k" * 121: 1}))
+
+
+def test_value_longer_than_512_bytes_is_rejected():
+    assert reason(profile(Notes="x" * 512)) is None
+    assert "512 bytes" in reason(profile(Notes="x" * 513))
+    assert "512 bytes" in reason(event(note="x" * 513))
+
+
+def test_more_than_256_custom_profile_keys_is_rejected():
+    standard = {"Name": "Asha", "Email": "asha@example.com", "Phone": "+919876543210"}
+    assert reason(profile(**standard, **{f"custom_{i}": i for i in range(256)})) is None
+
+    problem = reason(profile(**standard, **{f"custom_{i}": i for i in range(257)}))
+    assert problem is not None and "257 custom keys" in problem
+
+
+def test_more_event_properties_than_the_default_limit_is_rejected():
+    assert reason(event(**{f"p{i}": i for i in range(100)})) is None
+    assert "522" in reason(event(**{f"p{i}": i for i in range(101)}))
+
+
+def test_reserved_key_prefixes_are_rejected():
+    for key in ("$price", "CT Source", "wzrk_id"):
+        problem = reason(profile(**{key: "x"}))
+        assert problem is not None and "reserves" in problem
+
+
+def test_missing_identity_is_rejected():
+    record = build_profile_record(None, {"Name": "Asha"}, NOW)
+
+    assert "523" in reason(record)
+    assert "523" in reason({**record, "identity": "  "})
+
+
+def test_object_id_is_an_identity():
+    record = build_profile_record(None, {"Name": "Asha"}, NOW)
+
+    assert reason({**record, "objectId": "-1a063854f83a4c6484285039ecff87cb"}) is None
+
+
+def test_missing_event_name_is_rejected():
+    assert "509" in reason(event(name=""))
+    record = event()
+    del record["evtName"]
+    assert "509" in reason(record)
+
+
+def test_restricted_system_event_is_rejected():
+    assert "513" in reason(event(name="Web Page Viewed"))
+
+
+def test_timestamp_must_be_sane_epoch_seconds():
+    record = profile(Name="Asha")
+
+    assert "525" in reason({**record, "ts": NOW_TS * 1000})
+    assert "525" in reason({**record, "ts": 86_400})
+    assert "525" in reason({**record, "ts": "2026-06-01T12:00:00Z"})
+    assert "525" in reason({**record, "ts": float(NOW_TS)})
+    assert reason({**record, "ts": NOW_TS + 3600}) is None
+
+
+def test_timestamp_may_be_left_out():
+    record = profile(Name="Asha")
+    del record["ts"]
+
+    assert reason(record) is None
+
+
+def test_unknown_record_type_and_keys_are_rejected():
+    record = profile(Name="Asha")
+
+    assert "524" in reason({**record, "type": "token"})
+    assert "unknown record key 'source'" in reason({**record, "source": "Segment"})
+
+
+def test_nested_object_values_are_rejected_except_multi_value_operations():
+    assert reason(profile(Stuff={"$add": ["bag", "shoes"]})) is None
+    assert reason(profile(Stuff=["bag", "shoes"])) is None
+    assert "is an object" in reason(profile(Address={"city": "Pune"}))
+    assert "at most 100" in reason(profile(Stuff=[str(i) for i in range(101)]))
+    assert "is a list" in reason(event(items=["a", "b"]))
+
+
+def test_charged_event_may_carry_items():
+    items = [{"Category": "books", "Quantity": 1}]
+
+    assert reason(event("Charged", Amount=300, Items=items)) is None
+    assert "list of objects" in reason(event("Charged", Items="books"))
+
+
+def test_non_finite_numbers_are_rejected():
+    record = profile(Name="Asha")
+    record["profileData"]["Score"] = float("inf")
+
+    assert "finite" in reason(record)
