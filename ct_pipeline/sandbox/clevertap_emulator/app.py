@@ -1,0 +1,313 @@
+"""The CleverTap server API as a Starlette app: routes, authentication, limits and faults.
+
+Every API request goes the same way: an outage fault answers 503; a wrong or missing
+account id or passcode answers 401; a due 429 or 5xx fault answers that; a request beyond the
+endpoint's concurrency limit answers 429 (CleverTap limits requests in flight, not per minute:
+developer.clevertap.com/docs/api-request-limit); a slow fault waits; then the handler runs in a
+worker thread so that requests in flight really overlap.
+
+Request-level failures use CleverTap's envelope `{"status": "fail", "error": ..., "code": ...}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Collection
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ct_pipeline.sandbox.clevertap_emulator.admin import admin_routes
+from ct_pipeline.sandbox.clevertap_emulator.state import EmulatorState, Settings
+from ct_pipeline.sandbox.clevertap_emulator.validation import (
+    DEFAULT_MAX_EVENT_PROPERTIES,
+    RecordValidator,
+    Rejection,
+)
+from ct_pipeline.sandbox.credentials import (
+    SANDBOX_CLEVERTAP_ACCOUNT_ID,
+    SANDBOX_CLEVERTAP_PASSCODE,
+)
+
+# developer.clevertap.com upload-user-profiles-api / upload-events-api: 1000 records per call,
+# 15 concurrent upload requests per account; most other APIs allow 3 (api-request-limit).
+MAX_RECORDS_PER_UPLOAD = 1000
+MAX_CONCURRENT_UPLOADS = 15
+MAX_CONCURRENT_OTHER = 3
+# get-user-profiles-api / get-events-api: batch_size at most 5000.
+MAX_CURSOR_BATCH_SIZE = 5000
+DEFAULT_CURSOR_BATCH_SIZE = 10
+# delete-user-profile-api: at most 100 identities or guids per request.
+MAX_DELETE_VALUES = 100
+DEFAULT_REQUEST_LOG_LIMIT = 200
+
+MALFORMED = "Malformed request"
+INVALID_CREDENTIALS = "Invalid Credentials"
+TOO_MANY_CONCURRENT = "Too many concurrent requests"
+SERVER_ERRORS = {503: "The system is unavailable, try again later"}
+PROFILE_NOT_FOUND = "Profile not found"
+TRIGGER_QUEUED = "Added to queue for processing"
+TRIGGER_TARGET_KEYS = frozenset({"identity", "email", "objectId", "FBID", "GPID"})
+TRUE_FLAGS = frozenset({"1", "true", "True"})
+
+Handler = Callable[[EmulatorState, QueryParams, bytes], Response]
+
+
+def create_clevertap_app(
+    *,
+    max_concurrent_uploads: int = MAX_CONCURRENT_UPLOADS,
+    max_concurrent_other: int = MAX_CONCURRENT_OTHER,
+    max_records: int = MAX_RECORDS_PER_UPLOAD,
+    account_id: str = SANDBOX_CLEVERTAP_ACCOUNT_ID,
+    passcode: str = SANDBOX_CLEVERTAP_PASSCODE,
+    max_event_properties: int = DEFAULT_MAX_EVENT_PROPERTIES,
+    discarded_events: Collection[str] = (),
+    profile_not_found_status: int = 200,
+    request_log_limit: int = DEFAULT_REQUEST_LOG_LIMIT,
+) -> Starlette:
+    """A CleverTap server API emulator for one account, with its `/__sandbox/` admin API.
+
+    `profile_not_found_status` is the HTTP status of a `/1/profile.json` miss: CleverTap does
+    not document it, so the body is the usual fail envelope and the status is a choice.
+    `discarded_events` are event names the account discarded (their records get code 528).
+    """
+    state = EmulatorState(
+        Settings(
+            account_id=account_id,
+            passcode=passcode,
+            max_concurrent_uploads=max_concurrent_uploads,
+            max_concurrent_other=max_concurrent_other,
+            max_records=max_records,
+            profile_not_found_status=profile_not_found_status,
+            request_log_limit=request_log_limit,
+        ),
+        RecordValidator(
+            max_event_properties=max_event_properties, discarded_events=discarded_events
+        ),
+    )
+    routes = [
+        Route("/1/upload", _api(state, _upload, is_upload=True), methods=["POST"]),
+        Route("/1/profile.json", _api(state, _profile), methods=["GET"]),
+        Route("/1/profiles.json", _api(state, _cursor_api("profiles")), methods=["GET", "POST"]),
+        Route("/1/events.json", _api(state, _cursor_api("events")), methods=["GET", "POST"]),
+        Route("/1/send/externaltrigger.json", _api(state, _external_trigger), methods=["POST"]),
+        Route("/1/delete/profiles.json", _api(state, _delete_profiles), methods=["POST"]),
+        *admin_routes(state),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.state.emulator = state
+    return app
+
+
+def fail(status: int, error: str) -> JSONResponse:
+    """CleverTap's request-level failure envelope."""
+    return JSONResponse({"status": "fail", "error": error, "code": status}, status_code=status)
+
+
+def _api(state: EmulatorState, handler: Handler, *, is_upload: bool = False):
+    async def endpoint(request: Request) -> Response:
+        body = await request.body()
+        entry = state.traffic.begin(
+            request.method, request.url.path, request.query_params, request.headers, body
+        )
+        response = await _answer(state, request, body, handler, is_upload)
+        state.traffic.finish(entry, response.status_code)
+        return response
+
+    return endpoint
+
+
+async def _answer(
+    state: EmulatorState, request: Request, body: bytes, handler: Handler, is_upload: bool
+) -> Response:
+    if state.faults.outage:
+        return fail(503, SERVER_ERRORS[503])
+    if not state.authorised(request.headers):
+        return fail(401, INVALID_CREDENTIALS)
+    fault_status = state.faults.take_status(is_upload)
+    if fault_status == 429:
+        return fail(429, TOO_MANY_CONCURRENT)
+    if fault_status is not None:
+        return fail(fault_status, SERVER_ERRORS.get(fault_status, "Internal Server Error"))
+
+    gate = state.gate(request.url.path, is_upload=is_upload)
+    if not gate.enter():
+        return fail(429, TOO_MANY_CONCURRENT)
+    try:
+        delay = state.faults.take_delay()
+        if delay:
+            await asyncio.sleep(delay)
+        return await run_in_threadpool(handler, state, request.query_params, body)
+    finally:
+        gate.leave()
+
+
+def _upload(state: EmulatorState, query: QueryParams, body: bytes) -> Response:
+    payload = _parse_json(body)
+    records = payload.get("d") if isinstance(payload, dict) else None
+    if not isinstance(records, list):
+        return fail(400, MALFORMED)
+    if len(records) > state.settings.max_records:
+        return fail(
+            400,
+            f"Too many records: {len(records)}; a maximum of {state.settings.max_records} "
+            "records can be sent per API call",
+        )
+    dry_run = query.get("dryRun") in TRUE_FLAGS
+
+    rejections: dict[int, Rejection] = {}
+    accepted: list[tuple[int, dict]] = []
+    check = state.validator.check
+    for index, record in enumerate(records):
+        rejection = check(record)
+        if rejection is None:
+            accepted.append((index, record))
+        else:
+            rejections[index] = rejection
+
+    forced = state.faults.rejections(accepted, consume=not dry_run)
+    if forced:
+        rejections.update(forced)
+        accepted = [(index, record) for index, record in accepted if index not in forced]
+    if not dry_run:
+        rejections.update(state.store.apply(accepted, int(time.time())))
+
+    unprocessed = [
+        {
+            "status": "fail",
+            "code": rejections[index].code,
+            "error": rejections[index].message(index),
+            "record": records[index],
+        }
+        for index in sorted(rejections)
+    ]
+    processed = len(records) - len(unprocessed)
+    state.traffic.count_records(
+        received=len(records),
+        processed=processed,
+        unprocessed=len(unprocessed),
+        dry_run=len(records) if dry_run else 0,
+    )
+    status = "success" if not unprocessed else "fail" if processed == 0 else "partial"
+    return JSONResponse({"status": status, "processed": processed, "unprocessed": unprocessed})
+
+
+def _profile(state: EmulatorState, query: QueryParams, body: bytes) -> Response:
+    where = {
+        "identity": query.get("identity"),
+        "email": query.get("email"),
+        "object_id": query.get("objectId"),
+    }
+    if all(value is None for value in where.values()):
+        return fail(400, "Missing parameter: give one of identity, email or objectId")
+    record = state.store.lookup_record(**where)
+    if record is None:
+        return JSONResponse(
+            {"status": "fail", "error": PROFILE_NOT_FOUND, "code": 404},
+            status_code=state.settings.profile_not_found_status,
+        )
+    return JSONResponse({"status": "success", "record": record})
+
+
+def _cursor_api(kind: str) -> Handler:
+    def handler(state: EmulatorState, query: QueryParams, body: bytes) -> Response:
+        cursor = query.get("cursor")
+        if cursor is not None:
+            page = state.store.page(cursor)
+            if page is None:
+                return fail(400, "Invalid cursor: it is unknown or expired; start a new query")
+            return JSONResponse(page)
+
+        # Older clients send the query as a GET parameter; current docs POST it as the body.
+        raw_query = query.get("query")
+        selection = _parse_json(raw_query.encode() if raw_query is not None else body)
+        if not isinstance(selection, dict):
+            return fail(400, MALFORMED)
+        if kind == "events" and not isinstance(selection.get("event_name"), str):
+            return fail(400, "Missing parameter: event_name")
+        try:
+            batch_size = int(query.get("batch_size", DEFAULT_CURSOR_BATCH_SIZE))
+            if not 1 <= batch_size <= MAX_CURSOR_BATCH_SIZE:
+                raise ValueError
+            cursor = state.store.open_cursor(kind, selection, batch_size)
+        except (TypeError, ValueError):
+            return fail(
+                400,
+                f"Invalid parameter: batch_size must be 1 to {MAX_CURSOR_BATCH_SIZE} and "
+                "from/to dates YYYYMMDD",
+            )
+        return JSONResponse({"status": "success", "cursor": cursor})
+
+    return handler
+
+
+def _external_trigger(state: EmulatorState, query: QueryParams, body: bytes) -> Response:
+    request = _parse_json(body)
+    if not isinstance(request, dict):
+        return fail(400, MALFORMED)
+    campaign_id = request.get("campaign_id")
+    if isinstance(campaign_id, bool) or not isinstance(campaign_id, str | int) or campaign_id == "":
+        return fail(400, "Missing parameter: campaign_id")
+
+    targets = request.get("to")
+    if (
+        not isinstance(targets, dict)
+        or not targets
+        or not set(targets) <= TRIGGER_TARGET_KEYS
+        or not all(isinstance(values, list) and values for values in targets.values())
+    ):
+        return fail(
+            400,
+            "Invalid parameter: to must map identity, email or objectId to a non-empty list",
+        )
+
+    properties = request.get("ExternalTrigger", {})
+    if not isinstance(properties, dict) or not all(
+        isinstance(value, str) for value in properties.values()
+    ):
+        return fail(400, "Invalid parameter: ExternalTrigger values must be strings")
+
+    state.store.record_trigger(
+        {"campaign_id": campaign_id, "to": targets, "ExternalTrigger": properties},
+        int(time.time()),
+    )
+    return JSONResponse({"status": "success", "message": TRIGGER_QUEUED})
+
+
+def _delete_profiles(state: EmulatorState, query: QueryParams, body: bytes) -> Response:
+    request = _parse_json(body)
+    if not isinstance(request, dict):
+        return fail(400, MALFORMED)
+    if ("identity" in request) == ("guid" in request):
+        return fail(400, "Invalid parameter: give either identity or guid, not both")
+    key = "identity" if "identity" in request else "guid"
+    values = request[key]
+    values = [values] if isinstance(values, str | int) else values
+    if not isinstance(values, list) or not values or len(values) > MAX_DELETE_VALUES:
+        return fail(400, f"Invalid parameter: {key} takes 1 to {MAX_DELETE_VALUES} values")
+    values = [str(value) for value in values]
+    state.store.delete(
+        identities=values if key == "identity" else [],
+        object_ids=values if key == "guid" else [],
+    )
+    return JSONResponse({"status": "success"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "Internal Server Error"
+    return fail(status, str(detail))
+
+
+def _parse_json(body: bytes) -> object:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
