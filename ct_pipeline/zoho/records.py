@@ -1,0 +1,356 @@
+"""Reads through the records API: full and incremental reads, deletions, counts and metadata.
+
+A read asks for explicit fields (at most 50 a call), 200 records a page, sorted by
+Modified_Time ascending. Past 2,000 records it follows `page_token`; a token chain reaches at
+most 100,000 records, so the read then starts a new window from the last Modified_Time seen and
+drops the duplicates by id. More than 50 fields are read as several chains and joined by id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from ct_pipeline.zoho.frames import (
+    ModuleSchema,
+    deleted_frame,
+    output_columns,
+    records_frame,
+    requested_fields,
+)
+from ct_pipeline.zoho.http import ZohoAPIError, ZohoError, ZohoScopeError, ZohoSession
+
+logger = logging.getLogger(__name__)
+
+# Limits of Get Records (v7 get-records.html; Kaizen #60): per_page at most 200, at most 50
+# fields, `page` alone reaches record 2,000, one page_token chain reaches 100,000 records.
+PER_PAGE = 200
+MAX_FIELDS_PER_CALL = 50
+DISCRETE_PAGE_LIMIT = 2_000
+PAGE_TOKEN_CAP = 100_000
+# Errors after which the chain cannot continue but a fresh window can (v7 get-records.html).
+WINDOW_RESTART_CODES = frozenset({"PAGINATION_LIMIT_EXCEEDED", "EXPIRED_VALUE"})
+# If-Modified-Since has one-second resolution: a new window or cursor re-reads its own second.
+TIME_RESOLUTION = timedelta(seconds=1)
+MODIFIED_TIME = "Modified_Time"
+# Turn pages into DataFrames every 10,000 records so a 1,000,000-record read never holds a
+# million JSON dicts at once.
+FRAME_BATCH_RECORDS = 10_000
+# Deleted-record ids are kept for 60 days (recycle bin) or 120 days (permanent) (v7 deleted docs).
+DELETED_TYPE = "all"
+
+CREDITS_PER_GET = 1  # "Each Get Records API call consumes one API credit" (Kaizen #60).
+# The vertical-solutions credit table lists 2 for "Get IDs of deleted records"; the CRM v7/v8
+# pages do not say, so this is an estimate.
+CREDITS_PER_DELETED_GET = 2
+
+
+@dataclass(frozen=True)
+class ZohoRead:
+    """Records read from one module and the cursor to pass to the next incremental read.
+
+    `cursor` is the greatest Modified_Time among the records, or the input cursor when nothing
+    changed. An incremental read re-reads the cursor's second (If-Modified-Since has one-second
+    resolution), so it can return records an earlier read already returned: upsert by id.
+    """
+
+    records: pd.DataFrame
+    cursor: datetime | None
+
+
+def read_records(
+    session: ZohoSession,
+    module: str,
+    fields: Sequence[str],
+    schema: ModuleSchema,
+    modified_since: datetime | None = None,
+    *,
+    page_token_cap: int = PAGE_TOKEN_CAP,
+    max_workers: int = 1,
+) -> ZohoRead:
+    """Records of `module` modified at or after `modified_since` (all records when None)."""
+    wanted = requested_fields(fields)
+    if not wanted:
+        raise ValueError(f"read of {module} needs at least one field besides id")
+    chain_fields = field_groups(wanted)
+    since = _floor_second(modified_since) if modified_since is not None else None
+
+    def read_one(group: list[str]) -> pd.DataFrame:
+        return _read_chain(session, module, group, schema, since, page_token_cap)
+
+    if len(chain_fields) == 1:
+        frame = read_one(chain_fields[0])
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(chain_fields)))) as pool:
+            frame = _join_chains(list(pool.map(read_one, chain_fields)))
+
+    if since is not None and len(frame):
+        frame = frame[frame[MODIFIED_TIME] >= pd.Timestamp(since)]
+    cursor = modified_since
+    if len(frame):
+        cursor = frame[MODIFIED_TIME].max().to_pydatetime()
+    columns = output_columns(wanted, schema)
+    return ZohoRead(records=frame[columns].reset_index(drop=True), cursor=cursor)
+
+
+def field_groups(fields: Sequence[str]) -> list[list[str]]:
+    """Split fields into call-sized groups; each carries Modified_Time to order and window by."""
+    others = [name for name in fields if name not in ("id", MODIFIED_TIME)]
+    size = MAX_FIELDS_PER_CALL - 1
+    groups = [
+        [MODIFIED_TIME, *others[start : start + size]] for start in range(0, len(others), size)
+    ]
+    return groups or [[MODIFIED_TIME]]
+
+
+def has_changes(session: ZohoSession, module: str, since: datetime) -> bool:
+    """Whether any record of `module` has a Modified_Time after `since`, in one 1-credit call.
+
+    Edits in the same second as `since` cannot be told apart from the records already read at
+    that second, so they do not count here; the next incremental read picks them up.
+    """
+    since = _floor_second(since)
+    response = session.call(
+        "GET",
+        session.api_path(module),
+        kind="records",
+        credits=CREDITS_PER_GET,
+        params={
+            "fields": MODIFIED_TIME,
+            "per_page": 1,
+            "sort_by": MODIFIED_TIME,
+            "sort_order": "desc",
+        },
+        headers={"If-Modified-Since": _http_time(since)},
+    )
+    body = _body(response)
+    if not body or not body.get("data"):
+        return False
+    newest = body["data"][0].get(MODIFIED_TIME)
+    return newest is not None and _parse_time(newest) > since
+
+
+def read_deleted(session: ZohoSession, module: str, since: datetime | None) -> pd.DataFrame:
+    """Records of `module` deleted at or after `since` (everything Zoho still lists when None)."""
+    floor = _floor_second(since) if since is not None else None
+    headers = {"If-Modified-Since": _http_time(floor - TIME_RESOLUTION)} if floor else {}
+    params: dict[str, Any] = {"type": DELETED_TYPE, "per_page": PER_PAGE}
+    entries: list[dict[str, Any]] = []
+    for page in _pages(session, module, "deleted", params, headers, CREDITS_PER_DELETED_GET):
+        entries.extend(page)
+    frame = deleted_frame(entries)
+    if floor is not None and len(frame):
+        frame = frame[frame["deleted_time"] >= pd.Timestamp(floor)]
+    return frame.drop_duplicates("id", keep="last").reset_index(drop=True)
+
+
+def count_records(session: ZohoSession, module: str) -> int | None:
+    """The number of records in `module` (Get Record Count), or None if the API will not say."""
+    try:
+        response = session.call(
+            "GET",
+            session.api_path(module, "actions", "count"),
+            kind="count",
+            credits=CREDITS_PER_GET,
+        )
+    except ZohoAPIError as error:
+        logger.warning("record count of %s unavailable (%s)", module, error.code or error.status)
+        return None
+    body = _body(response)
+    count = body.get("count") if body else 0
+    return int(count) if count is not None else None
+
+
+def load_schema(session: ZohoSession, module: str) -> ModuleSchema:
+    """Field types of `module` from `settings/fields`; the standard types if it is not allowed."""
+    try:
+        response = session.call(
+            "GET",
+            session.api_path("settings", "fields"),
+            kind="metadata",
+            credits=CREDITS_PER_GET,
+            params={"module": module},
+        )
+    except (ZohoAPIError, ZohoScopeError) as error:
+        logger.warning(
+            "field metadata of %s unavailable (%s); using the standard field types",
+            module,
+            getattr(error, "code", None) or type(error).__name__,
+        )
+        return ModuleSchema.standard(module)
+    body = _body(response) or {}
+    return ModuleSchema.from_fields_metadata(module, body.get("fields") or [])
+
+
+def _read_chain(
+    session: ZohoSession,
+    module: str,
+    fields: list[str],
+    schema: ModuleSchema,
+    since: datetime | None,
+    page_token_cap: int,
+) -> pd.DataFrame:
+    frames: list[pd.DataFrame] = []
+    batch: list[dict[str, Any]] = []
+    for page in _windows(session, module, fields, since, page_token_cap):
+        batch.extend(page)
+        if len(batch) >= FRAME_BATCH_RECORDS:
+            frames.append(records_frame(batch, fields, schema))
+            batch = []
+    if batch or not frames:
+        frames.append(records_frame(batch, fields, schema))
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    # Windows overlap by a second and records move while we read: keep each id's latest copy.
+    return frame.drop_duplicates("id", keep="last")
+
+
+def _windows(
+    session: ZohoSession,
+    module: str,
+    fields: list[str],
+    since: datetime | None,
+    page_token_cap: int,
+) -> Iterator[list[dict[str, Any]]]:
+    """Pages of records, window after window, until the module has no more."""
+    params = {
+        "fields": ",".join(fields),
+        "per_page": PER_PAGE,
+        "sort_by": MODIFIED_TIME,
+        "sort_order": "asc",
+    }
+    window_start = None if since is None else since - TIME_RESOLUTION
+    while True:
+        last_seen: datetime | None = None
+        read_in_window = 0
+        restart = False
+        headers = {"If-Modified-Since": _http_time(window_start)} if window_start else {}
+        pages = _pages(session, module, None, params, headers, CREDITS_PER_GET)
+        try:
+            for page in pages:
+                yield page
+                read_in_window += len(page)
+                last_seen = _latest(page, last_seen)
+                if read_in_window >= page_token_cap:
+                    restart = True
+                    break
+        except ZohoAPIError as error:
+            if error.code not in WINDOW_RESTART_CODES or last_seen is None:
+                raise
+            restart = True
+        finally:
+            pages.close()
+        if not restart or last_seen is None:
+            return
+        next_start = _floor_second(last_seen) - TIME_RESOLUTION
+        if window_start is not None and next_start <= window_start:
+            raise ZohoError(
+                f"more than {page_token_cap} {module} records share one Modified_Time second "
+                f"({_http_time(last_seen)}); the records API cannot page past them: use bulk_read"
+            )
+        logger.info(
+            "%s: %d records read in this page-token window; continuing from %s",
+            module,
+            read_in_window,
+            _http_time(next_start),
+        )
+        window_start = next_start
+
+
+def _pages(
+    session: ZohoSession,
+    module: str,
+    sub_path: str | None,
+    params: dict[str, Any],
+    headers: dict[str, str],
+    credits: int,
+) -> Iterator[list[dict[str, Any]]]:
+    """The `data` of each page of one listing: `page` up to 2,000 records, then `page_token`."""
+    path = session.api_path(module, sub_path) if sub_path else session.api_path(module)
+    kind = sub_path or "records"
+    page = 1
+    page_token: str | None = None
+    while True:
+        call_params = dict(params)
+        if page_token:
+            call_params["page_token"] = page_token
+        elif page > 1:
+            call_params["page"] = page
+        response = session.call(
+            "GET", path, kind=kind, credits=credits, params=call_params, headers=headers
+        )
+        body = _body(response)
+        if not body or not body.get("data"):
+            return
+        yield body["data"]
+        info = body.get("info") or {}
+        if not info.get("more_records"):
+            return
+        page_token = info.get("next_page_token") or None
+        if not page_token:
+            page += 1
+            if (page - 1) * int(params.get("per_page", PER_PAGE)) >= DISCRETE_PAGE_LIMIT:
+                raise ZohoError(
+                    f"{module} has more than {DISCRETE_PAGE_LIMIT} records to list but the API "
+                    "sent no next_page_token; check that ZOHO_API_DOMAIN serves API v7 or later"
+                )
+
+
+def _join_chains(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Join field groups read as separate chains into one row per id.
+
+    Records edited between two chains' reads differ in Modified_Time, or are missing from the
+    chain read first; only rows that every chain saw in the same version, at or before the
+    earliest chain's latest Modified_Time, are kept. The rest are newer than the returned
+    cursor, so the next incremental read returns them whole.
+    """
+    if any(len(frame) == 0 for frame in frames):
+        return frames[0].iloc[0:0]
+    horizon = min(frame[MODIFIED_TIME].max() for frame in frames)
+    joined = frames[0]
+    for other in frames[1:]:
+        joined = joined.merge(other, on="id", how="inner", suffixes=("", "__other"))
+        same_version = joined[MODIFIED_TIME] == joined[f"{MODIFIED_TIME}__other"]
+        joined = joined[same_version].drop(columns=f"{MODIFIED_TIME}__other")
+    return joined[joined[MODIFIED_TIME] <= horizon]
+
+
+def _latest(page: list[dict[str, Any]], current: datetime | None) -> datetime | None:
+    for record in page:
+        value = record.get(MODIFIED_TIME)
+        if value:
+            moment = _parse_time(value)
+            if current is None or moment > current:
+                current = moment
+    return current
+
+
+def _body(response: Any) -> dict[str, Any] | None:
+    # 204 No Content and 304 Not Modified both mean "nothing" and carry no body.
+    if response.status_code in (204, 304) or not response.content:
+        return None
+    body = response.json()
+    return body if isinstance(body, dict) else None
+
+
+def _parse_time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _floor_second(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("Zoho cursors must be timezone-aware datetimes (UTC)")
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _http_time(moment: datetime) -> str:
+    """ISO 8601 with offset, the If-Modified-Since form Zoho documents."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
