@@ -47,6 +47,7 @@ STANDARD_PROFILE_KEYS = frozenset(
         "Phone",
         "Gender",
         "DOB",
+        "Age",
         "Employed",
         "Education",
         "Married",
@@ -56,16 +57,22 @@ STANDARD_PROFILE_KEYS = frozenset(
         *SUBSCRIPTION_FLAGS,
     }
 )
-# Per-record codes 514 (gender), 517 (employment), 518 (education) and 519 (marital status).
+# Per-record codes 514 (gender), 517 (employment), 518 (education), 519 (marital status) and
+# 520 (age).
 ALLOWED_STANDARD_VALUES: dict[str, frozenset[str]] = {
     "Gender": frozenset({"M", "F"}),
     "Employed": frozenset({"Y", "N"}),
     "Married": frozenset({"Y", "N"}),
     "Education": frozenset({"School", "College", "Graduate"}),
 }
+MAX_AGE = 150
 # `$` starts CleverTap's own markers ($D_ dates, $add/$remove); `CT ` and `wzrk_` name the
-# properties CleverTap's system events carry. A custom key must not look like either.
+# properties CleverTap's system events carry. A property key must not look like either, nor
+# repeat a key of the record envelope. (No list of reserved keys is published.)
 RESERVED_KEY_PREFIXES = ("$", "CT ", "wzrk_")
+RESERVED_PROPERTY_KEYS = frozenset(
+    {"objectId", "FBID", "GPID", "type", "ts", "evtName", "evtData", "profileData", "tokenData"}
+)
 MULTI_VALUE_OPERATIONS = frozenset({"$add", "$remove"})
 # Code 513: raising a restricted system event. CleverTap publishes no full list; these are its
 # system events (a real 513 answer names "Web Page Viewed").
@@ -79,9 +86,12 @@ RESTRICTED_EVENT_NAMES = frozenset(
         "Notification Clicked",
         "Notification Delivered",
         "Notification Failed",
+        "Notification Bounced",
         "UTM Visited",
         "Web Page Viewed",
         "Stayed",
+        "Geocluster Entered",
+        "Geocluster Exited",
     }
 )
 CHARGED_EVENT = "Charged"
@@ -264,6 +274,9 @@ def _profile_value_problem(key: str, value: Any) -> str | None:
         if not isinstance(value, str) or not DATE_PATTERN.fullmatch(value):
             return "must be a date, $D_<epoch seconds>"
         return None
+    if key == "Age":
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        return None if whole and 0 <= value <= MAX_AGE else "must be a whole number 0-150"
     if key in ALLOWED_STANDARD_VALUES:
         allowed = ALLOWED_STANDARD_VALUES[key]
         if value not in allowed:
@@ -315,6 +328,8 @@ def _key_problem(
         return f"key {key[:20]!r}... is longer than {max_chars} characters"
     if key.startswith(RESERVED_KEY_PREFIXES):
         return f"key {key!r} starts with a prefix CleverTap reserves ($, 'CT ', wzrk_)"
+    if key in RESERVED_PROPERTY_KEYS:
+        return f"key {key!r} is reserved for the record itself"
     return None
 
 

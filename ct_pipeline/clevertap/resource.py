@@ -250,9 +250,7 @@ class CleverTapResource(dg.ConfigurableResource):
         a retried trigger that had gone through would message people twice.
         """
         if not identities or not all(isinstance(one, str) and one for one in identities):
-            raise ValueError(
-                "trigger_campaign needs at least one identity, each a non-empty string"
-            )
+            raise ValueError("trigger_campaign needs one or more identities, non-empty strings")
         body = {
             "to": {"identity": list(identities)},
             "campaign_id": str(campaign_id),
@@ -349,15 +347,17 @@ class CleverTapResource(dg.ConfigurableResource):
         """Send batches with at most max_concurrency in flight; stop on refused credentials."""
         by_key: dict[str, ItemOutcome] = {}
         requests = 0
-        fatal_error: str | None = None
-        stop = threading.Event()
+        halt = _Halt()
         transport = self._client()
 
         def send(number: int, batch: list[UploadItem], request: PlannedRequest) -> BatchResult:
-            if stop.is_set():
-                return BatchResult(number, _not_sent(number, batch, fatal_error), requests=0)
+            if halt.reason is not None:
+                return BatchResult(number, _not_sent(number, batch, halt.reason), requests=0)
             response = transport.request("POST", UPLOAD_PATH, rule, json_body=request.body)
             outcomes = batch_outcomes(number, batch, response)
+            if response.status in AUTH_FAILURE_STATUSES:
+                # Every later batch would be refused the same way; do not hammer the API.
+                halt.stop(outcomes[0].error or f"HTTP {response.status}")
             return BatchResult(number, outcomes, response.attempts, response.status)
 
         with ThreadPoolExecutor(
@@ -375,17 +375,28 @@ class CleverTapResource(dg.ConfigurableResource):
                         result = future.result()
                         requests += result.requests
                         by_key.update((outcome.key, outcome) for outcome in result.outcomes)
-                        if result.http_status in AUTH_FAILURE_STATUSES and fatal_error is None:
-                            fatal_error = result.outcomes[0].error
-                            stop.set()
                         if on_batch_done is not None:
                             on_batch_done(result)
             except BaseException:
-                stop.set()
+                halt.stop("the upload was interrupted")
                 for future in pending:
                     future.cancel()
                 raise
-        return by_key, requests, fatal_error
+        return by_key, requests, halt.reason
+
+
+class _Halt:
+    """Why the batches not yet sent must not be sent, shared between upload threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        """Keep the first reason given; later ones add nothing."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
 
 
 def _not_sent(number: int, batch: list[UploadItem], reason: str | None) -> tuple[ItemOutcome, ...]:

@@ -133,7 +133,9 @@ def test_subscription_flags_must_be_booleans():
 
 def test_standard_keys_only_take_documented_values():
     assert reason(profile(Gender="F", Employed="Y", Married="N", Education="Graduate")) is None
+    assert reason(profile(Age=34)) is None
     assert "Gender" in reason(profile(Gender="female"))
+    assert "Age" in reason(profile(Age="34"))
     assert "Education" in reason(profile(Education="PhD"))
 
 
@@ -176,6 +178,11 @@ def test_reserved_key_prefixes_are_rejected():
     for key in ("$price", "CT Source", "wzrk_id"):
         problem = reason(profile(**{key: "x"}))
         assert problem is not None and "reserves" in problem
+
+
+def test_record_envelope_keys_are_reserved_as_property_keys():
+    assert "reserved" in reason(profile(objectId="x"))
+    assert "reserved" in reason(event(ts=1))
 
 
 def test_missing_identity_is_rejected():

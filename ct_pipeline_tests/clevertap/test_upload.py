@@ -1,0 +1,323 @@
+"""Uploads against the CleverTap emulator over HTTP: batching, per-record outcomes, retries."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from ct_pipeline.clevertap import (
+    BatchResult,
+    UploadItem,
+    build_event_record,
+    build_profile_record,
+)
+from ct_pipeline.sandbox.clevertap_emulator import create_clevertap_app
+from ct_pipeline.sandbox.server import serving
+from ct_pipeline_tests.clevertap.conftest import (
+    PROFILE_TS,
+    SandboxAdmin,
+    phone_of,
+    profile_items,
+    sandbox_client,
+)
+
+UPLOAD = "/1/upload"
+
+
+def test_2500_records_go_in_three_requests_of_at_most_1000(clevertap, sandbox: SandboxAdmin):
+    report = clevertap.upload(profile_items(2500))
+
+    sent = sandbox.requests(UPLOAD)
+    assert sorted(len(request["body"]["d"]) for request in sent) == [500, 1000, 1000]
+    assert report.requests == 3 and report.batches == 3
+    assert report.counts["accepted"] == 2500
+    assert sandbox.profile_count() == 2500
+
+
+def test_configured_batch_size_sets_records_per_request(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, batch_size=100)
+
+    report = client.upload(profile_items(250))
+
+    assert sorted(len(request["body"]["d"]) for request in sandbox.requests(UPLOAD)) == [
+        50,
+        100,
+        100,
+    ]
+    assert {outcome.batch for outcome in report.outcomes} == {1, 2, 3}
+
+
+def test_every_request_carries_the_account_headers_and_json(clevertap, sandbox: SandboxAdmin):
+    clevertap.upload(profile_items(1))
+
+    (request,) = sandbox.requests(UPLOAD)
+    headers = {name.lower(): value for name, value in request["headers"].items()}
+    assert headers["x-clevertap-account-id"] == clevertap.account_id
+    assert "x-clevertap-passcode" in headers
+    assert headers["content-type"] == "application/json"
+
+
+def test_mixed_answer_maps_each_outcome_back_to_its_key(clevertap, sandbox: SandboxAdmin):
+    items = profile_items(10)
+    refused = {3: 516, 7: 555}
+    sandbox.faults(reject=[{"identity": phone_of(n), "code": code} for n, code in refused.items()])
+
+    report = clevertap.upload(items)
+
+    assert report.requests == 1
+    outcomes = report.by_key()
+    for n in range(10):
+        outcome = outcomes[f"zoho-{n}"]
+        if n in refused:
+            assert (outcome.outcome, outcome.code) == ("rejected", refused[n])
+            assert f"Skipped record number : {n + 1}" in outcome.error
+        else:
+            assert outcome.outcome == "accepted"
+    assert sandbox.profile_count() == 8
+
+
+def test_rejections_in_later_batches_map_to_the_right_keys(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, batch_size=4)
+    sandbox.faults(reject=[{"identity": phone_of(9), "code": 555}])
+
+    report = client.upload(profile_items(12))
+
+    assert report.keys_with("rejected") == ["zoho-9"]
+    assert report.by_key()["zoho-9"].batch == 3
+    assert report.counts["accepted"] == 11
+
+
+def test_locally_invalid_records_are_reported_and_never_sent(clevertap, sandbox: SandboxAdmin):
+    good = profile_items(2)
+    bad_phone = UploadItem(
+        "zoho-bad-phone", build_profile_record("C-9", {"Phone": "98765 43210"}, PROFILE_TS)
+    )
+    no_identity = UploadItem("zoho-anon", build_profile_record(None, {"Name": "X"}, PROFILE_TS))
+
+    report = clevertap.upload([good[0], bad_phone, no_identity, good[1]])
+
+    assert [outcome.outcome for outcome in report.outcomes] == [
+        "accepted",
+        "rejected_locally",
+        "rejected_locally",
+        "accepted",
+    ]
+    assert "516" in report.by_key()["zoho-bad-phone"].error
+    assert report.by_key()["zoho-anon"].batch is None
+    (request,) = sandbox.requests(UPLOAD)
+    assert [record["identity"] for record in request["body"]["d"]] == [phone_of(0), phone_of(1)]
+
+
+def test_events_are_uploaded_and_appended_to_the_profile(clevertap, sandbox: SandboxAdmin):
+    identity = phone_of(42)
+    items = [
+        UploadItem(
+            f"outbox-{stage}",
+            build_event_record(
+                identity,
+                "Deal Stage Changed",
+                {"stage_name": stage, "previous_stage": previous},
+                PROFILE_TS,
+            ),
+        )
+        for previous, stage in (("Qualification", "Proposal"), ("Proposal", "Closed Won"))
+    ]
+
+    report = clevertap.upload(items)
+
+    assert report.all_accepted
+    stored = sandbox.events(identity=identity, name="Deal Stage Changed")
+    assert len(stored) == 2
+
+
+def test_a_429_storm_that_ends_is_retried_to_success(clevertap, sandbox: SandboxAdmin):
+    sandbox.faults(uploads_429=3)
+
+    report = clevertap.upload(profile_items(5))
+
+    assert report.all_accepted
+    assert report.requests == 4
+    assert clevertap.usage()[UPLOAD] == 4
+
+
+def test_a_503_storm_that_ends_is_retried_to_success(clevertap, sandbox: SandboxAdmin):
+    sandbox.faults(uploads_5xx=3, status_5xx=503)
+
+    report = clevertap.upload(profile_items(5))
+
+    assert report.all_accepted
+    assert report.requests == 4
+
+
+def test_a_500_is_retried_by_default(clevertap, sandbox: SandboxAdmin):
+    sandbox.faults(uploads_5xx=2, status_5xx=500)
+
+    report = clevertap.upload(profile_items(5))
+
+    assert report.all_accepted
+    assert report.requests == 3
+
+
+def test_a_500_is_not_retried_when_uncertain_retries_are_off(clevertap, sandbox: SandboxAdmin):
+    sandbox.faults(uploads_5xx=1, status_5xx=500)
+
+    report = clevertap.upload(profile_items(5), retry_uncertain=False)
+
+    assert report.requests == 1
+    assert {outcome.outcome for outcome in report.outcomes} == {"failed"}
+    assert all(outcome.maybe_delivered for outcome in report.outcomes)
+    assert "HTTP 500" in report.outcomes[0].error
+
+
+def test_a_429_is_retried_even_when_uncertain_retries_are_off(clevertap, sandbox: SandboxAdmin):
+    sandbox.faults(uploads_429=2)
+
+    report = clevertap.upload(profile_items(3), retry_uncertain=False)
+
+    assert report.all_accepted and report.requests == 3
+
+
+def test_a_storm_that_never_ends_fails_every_record_and_drops_none(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, max_retries=2)
+    sandbox.faults(outage=True)
+    items = profile_items(2500)
+
+    report = client.upload(items)
+
+    assert [outcome.key for outcome in report.outcomes] == [item.key for item in items]
+    assert report.counts["failed"] == 2500
+    assert report.requests == 3 * 3
+    assert all(
+        outcome.code == 503 and "after 3 attempts" in outcome.error for outcome in report.outcomes
+    )
+    assert not any(outcome.maybe_delivered for outcome in report.outcomes)
+
+
+def test_a_timeout_is_retried_and_flagged_when_not(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, timeout_seconds=0.3)
+    sandbox.faults(slow_seconds=1.0, slow_count=1)
+
+    retried = client.upload(profile_items(2))
+
+    assert retried.all_accepted and retried.requests == 2
+
+    sandbox.faults(slow_seconds=1.0, slow_count=1)
+    not_retried = client.upload(profile_items(2, start=10), retry_uncertain=False)
+
+    assert {outcome.outcome for outcome in not_retried.outcomes} == {"failed"}
+    assert all(outcome.maybe_delivered for outcome in not_retried.outcomes)
+    assert "ReadTimeout" in not_retried.outcomes[0].error
+
+
+def test_bad_credentials_fail_every_record_and_stop_sending(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, passcode="wrong-passcode", max_concurrency=1)
+
+    report = client.upload(profile_items(2500))
+
+    assert report.requests == 1
+    assert report.counts["failed"] == 2500
+    assert report.fatal_error is not None and "HTTP 401" in report.fatal_error
+    assert "wrong-passcode" not in report.fatal_error
+    assert "not sent" in report.by_key()["zoho-2499"].error
+    assert sandbox.profile_count() == 0
+
+
+def test_unreachable_host_fails_every_record(sandbox: SandboxAdmin):
+    client = sandbox_client("http://127.0.0.1:9", max_retries=1)
+
+    report = client.upload(profile_items(3))
+
+    assert report.counts["failed"] == 3
+    assert "could not reach CleverTap" in report.outcomes[0].error
+    assert not report.outcomes[0].maybe_delivered
+
+
+def test_dry_run_builds_and_validates_but_sends_nothing(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, dry_run=True)
+    invalid = UploadItem("zoho-anon", build_profile_record(None, {"Name": "X"}, PROFILE_TS))
+
+    report = client.upload([*profile_items(2500), invalid])
+
+    assert sandbox.requests() == []
+    assert report.dry_run and report.requests == 0
+    assert [request.records for request in report.planned] == [1000, 1000, 500]
+    assert report.planned[0].url == f"{sandbox.url}/1/upload"
+    assert report.planned[0].body["d"][0]["identity"] == phone_of(0)
+    assert report.counts["dry_run"] == 2500
+    assert report.by_key()["zoho-anon"].outcome == "rejected_locally"
+
+
+def test_on_batch_done_reports_each_batch_once_in_the_calling_thread(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, batch_size=10, max_concurrency=4)
+    invalid = UploadItem("zoho-anon", build_profile_record(None, {"Name": "X"}, PROFILE_TS))
+    seen: list[BatchResult] = []
+    threads: set[int] = set()
+
+    def record_batch(result: BatchResult) -> None:
+        seen.append(result)
+        threads.add(threading.get_ident())
+
+    report = client.upload([invalid, *profile_items(45)], on_batch_done=record_batch)
+
+    assert threads == {threading.get_ident()}
+    assert seen[0].batch is None and [o.key for o in seen[0].outcomes] == ["zoho-anon"]
+    assert sorted(result.batch for result in seen[1:]) == [1, 2, 3, 4, 5]
+    keys = [outcome.key for result in seen for outcome in result.outcomes]
+    assert sorted(keys) == sorted(outcome.key for outcome in report.outcomes)
+
+
+def test_a_failing_callback_stops_batches_not_yet_started(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, batch_size=10, max_concurrency=1)
+
+    def failing(result: BatchResult) -> None:
+        raise RuntimeError("warehouse is down")
+
+    with pytest.raises(RuntimeError, match="warehouse is down"):
+        client.upload(profile_items(100), on_batch_done=failing)
+
+    assert len(sandbox.requests(UPLOAD)) < 10
+
+
+def test_uploads_in_flight_stay_within_max_concurrency():
+    with serving(create_clevertap_app(max_concurrent_uploads=3)) as server:
+        admin = SandboxAdmin(server.url)
+        admin.faults(slow_seconds=0.2)
+        client = sandbox_client(server.url, batch_size=10, max_concurrency=3)
+
+        started = time.monotonic()
+        report = client.upload(profile_items(90))
+        elapsed = time.monotonic() - started
+
+        stats = admin.stats()
+        admin.close()
+    assert report.all_accepted and report.requests == 9
+    assert stats["max_in_flight"][UPLOAD] == 3
+    assert stats["refused_over_concurrency"][UPLOAD] == 0
+    # Nine 0.2 s requests three at a time take about 0.6 s; one at a time would take 1.8 s.
+    assert elapsed < 1.5
+
+
+def test_duplicate_keys_are_refused_before_sending(clevertap, sandbox: SandboxAdmin):
+    items = profile_items(2)
+
+    with pytest.raises(ValueError, match="zoho-0"):
+        clevertap.upload([items[0], items[0]])
+    assert sandbox.requests() == []
+
+
+def test_logs_never_carry_the_passcode_or_a_phone_number(
+    sandbox: SandboxAdmin, caplog: pytest.LogCaptureFixture
+):
+    client = sandbox_client(sandbox.url)
+    sandbox.faults(uploads_429=2, reject=[{"identity": phone_of(1), "code": 516}])
+    bad = UploadItem("zoho-bad", build_profile_record("C-1", {"Phone": "9876543210"}, PROFILE_TS))
+
+    with caplog.at_level(logging.DEBUG, logger="ct_pipeline"):
+        client.upload([*profile_items(3), bad])
+
+    assert "retry 1 of 4" in caplog.text
+    assert client.passcode not in caplog.text
+    assert "+9190" not in caplog.text and "9876543210" not in caplog.text
