@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ct_pipeline.sandbox.synthetic_mess import (
     CLEAN_EMAIL_KINDS,
@@ -282,15 +283,17 @@ class _Generator:
     def _make_people(self) -> None:
         rng, pools, n = self.rng, self.pools, self.n_people
         female = rng.random(n) < 0.45
-        first = np.where(
+        males = len(pools.male_first)
+        self.first_names = np.concatenate([pools.male_first, pools.female_first])
+        self.first = np.where(
             female,
-            pools.female_first[rng.integers(0, len(pools.female_first), n)],
-            pools.male_first[rng.integers(0, len(pools.male_first), n)],
-        )
-        last = pools.last[rng.integers(0, len(pools.last), n)]
+            males + rng.integers(0, len(pools.female_first), n),
+            rng.integers(0, males, n),
+        ).astype(np.int32)
+        self.last = rng.integers(0, len(pools.last), n).astype(np.int32)
         self.female = female
-        self.first = first
-        self.last = last
+        first = _pick_text(self.first_names, self.first)
+        last = _pick_text(pools.last, self.last)
         self.mobile = _unique_mobiles(rng, n + SHARED_OFFICE_PHONES)
         self.vertical = rng.choice(len(VERTICALS), n, p=VERTICAL_SHARE).astype(np.int8)
         self.city = rng.choice(len(pools.city_names), n, p=pools.city_weights).astype(np.int16)
@@ -427,7 +430,7 @@ class _Generator:
         ids = np.empty(len(created), dtype=np.int64)
         ids[order] = ID_PREFIX + 100_000 + np.cumsum(steps)
         bounds = np.cumsum([0] + [len(p) for p in parts])
-        as_text = pd.Series(ids, copy=False).astype("str").to_numpy(dtype=object)
+        as_text = pa.array(ids).cast(pa.large_string())
         (
             self.user_ids,
             self.account_ids,
@@ -435,7 +438,7 @@ class _Generator:
             self.lead_ids,
             self.deal_ids,
             self.case_ids,
-        ) = (as_text[bounds[i] : bounds[i + 1]] for i in range(len(parts)))
+        ) = (as_text.slice(bounds[i], bounds[i + 1] - bounds[i]) for i in range(len(parts)))
 
     # Time -------------------------------------------------------------------------------
 
@@ -499,7 +502,7 @@ class _Generator:
         email_kind[(role == 2) & ~clean_email] = email_codes.index("clean")
 
         first, last, full = self._names(person)
-        self._full_names_cache = full.to_numpy(dtype=object)
+        self._full_names_cache = pa.array(full)
         city = self.city[person]
         vertical = self.vertical[person]
         plan, value, tier, subscription = self._subscriptions(vertical)
@@ -530,8 +533,8 @@ class _Generator:
                 rng, mobile_kind, MOBILE_KIND_RATES, self.mobile[person], self.render_context
             ),
             "Mailing_Street": _masked(_streets(rng, pools, n), rng.random(n) < 0.9),
-            "Mailing_City": _masked(_text(pools.city_names[city]), rng.random(n) < 0.95),
-            "Mailing_State": _masked(_text(pools.city_states[city]), rng.random(n) < 0.93),
+            "Mailing_City": _pick_text(pools.city_names, _keep(city, rng.random(n) < 0.95)),
+            "Mailing_State": _pick_text(pools.city_states, _keep(city, rng.random(n) < 0.93)),
             "Mailing_Zip": _masked(
                 _text(pools.city_pins[city, rng.integers(0, pools.city_pins.shape[1], n)]),
                 rng.random(n) < 0.92,
@@ -591,7 +594,7 @@ class _Generator:
         )
         status = status.where(~converted, "Pre-Qualified")
         company_kind = rng.choice(3, n, p=(0.3, 0.4, 0.3))
-        company = _text(pools.companies[rng.integers(0, len(pools.companies), n)])
+        company = _pick_text(pools.companies, rng.integers(0, len(pools.companies), n))
         company = company.where(company_kind == 0, None)
         company = company.where(company_kind != 2, "Individual")
         columns = {
@@ -611,8 +614,8 @@ class _Generator:
             "Lead_Source": _labels(
                 rng.choice(len(LEAD_SOURCES), n, p=LEAD_SOURCE_SHARE), LEAD_SOURCES
             ),
-            "City": _masked(_text(pools.city_names[city]), rng.random(n) < 0.85),
-            "State": _masked(_text(pools.city_states[city]), rng.random(n) < 0.8),
+            "City": _pick_text(pools.city_names, _keep(city, rng.random(n) < 0.85)),
+            "State": _pick_text(pools.city_states, _keep(city, rng.random(n) < 0.8)),
             "Country": _labels(rng.choice(3, n, p=(0.9, 0.02, 0.08)), ("India", "IN", None)),
             "Converted__s": converted.copy(),
             **self._owner_columns(self.lead_owner),
@@ -629,18 +632,23 @@ class _Generator:
         contact = self.deal_contact
         n = len(contact)
         vertical = self.vertical[self.contact_person[contact]]
-        pipeline_names = np.array(VERTICAL_PIPELINE, dtype=object)[vertical]
 
         outcome = rng.choice(3, n, p=(0.45, 0.35, 0.20))  # open, won, lost
         stage_count = np.array([len(PIPELINES[p]) for p in VERTICAL_PIPELINE])[vertical]
         open_step = (rng.random(n) * (stage_count - 1)).astype(np.int64)
         step = np.where(outcome == 1, stage_count - 1, open_step)
-        stage_table = np.array([PIPELINES[p] for p in VERTICAL_PIPELINE], dtype=object)
-        stage = stage_table[vertical, step]
+        width = int(stage_count.max(initial=1))
+        stage_table = [
+            stage
+            for pipeline in VERTICAL_PIPELINE
+            for stage in (PIPELINES[pipeline] + [PIPELINES[pipeline][-1]] * width)[:width]
+        ] + list(LOST_STAGES)
+        stage = vertical.astype(np.int64) * width + step
         lost = outcome == 2
-        stage[lost] = np.array(LOST_STAGES, dtype=object)[
-            (rng.random(lost.sum()) < np.where(vertical[lost] == 0, 0.7, 0.15)).astype(int)
-        ]
+        # Lenders reject; learners and shoppers mostly just go cold.
+        rejected = rng.random(n) < np.where(vertical == 0, 0.7, 0.15)
+        lost_stage = width * len(VERTICAL_PIPELINE) + np.where(rejected, 1, 0)
+        stage = np.where(lost, lost_stage, stage)
         probability = np.where(
             outcome == 1, 100.0, np.where(lost, 0.0, np.round(100 * (step + 1) / (stage_count + 1)))
         )
@@ -652,17 +660,16 @@ class _Generator:
             (self.deal_created // SECONDS_PER_DAY) + rng.integers(7, 120, n),
             self.deal_modified // SECONDS_PER_DAY,
         )
-        contact_names = self._contact_full_names()[contact]
         account = self.contact_account[contact]
         columns = {
             "id": _text(self.deal_ids),
-            "Deal_Name": _text(contact_names) + " - " + _text(category),
-            "Pipeline": _text(pipeline_names),
-            "Stage": _text(stage),
+            "Deal_Name": _pick_text(self._contact_full_names(), contact) + " - " + category,
+            "Pipeline": _pick_text(VERTICAL_PIPELINE, vertical),
+            "Stage": _pick_text(stage_table, stage),
             "Amount": _deal_amounts(rng, vertical),
             "Closing_Date": _date_text(closing_day, rng.random(n) < 0.97),
             "Probability": probability.astype(np.float64),
-            "Product_Category": _text(category),
+            "Product_Category": category,
             "Type": _labels(rng.choice(2, n, p=(0.7, 0.3)), ("New Business", "Existing Business")),
             "Lead_Source": _labels(
                 rng.choice(len(LEAD_SOURCES), n, p=LEAD_SOURCE_SHARE), LEAD_SOURCES
@@ -686,11 +693,12 @@ class _Generator:
         escalated = status_code == statuses.index("Escalated")
         priority_code[escalated & (rng.random(n) < 0.7)] = CASE_PRIORITIES.index("High")
         subject_index = rng.integers(0, len(CASE_SUBJECTS[0]), n)
-        subjects = np.array(CASE_SUBJECTS, dtype=object)[vertical, subject_index]
+        subjects = [subject for by_vertical in CASE_SUBJECTS for subject in by_vertical]
+        width = len(CASE_SUBJECTS[0])
         columns = {
             "id": _text(self.case_ids),
             "Case_Number": pd.Series(np.arange(100_001, 100_001 + n), copy=False).astype("str"),
-            "Subject": _text(subjects),
+            "Subject": _pick_text(subjects, vertical.astype(np.int64) * width + subject_index),
             "Status": _labels(status_code, statuses),
             "Priority": _labels(priority_code, CASE_PRIORITIES),
             "Case_Origin": _labels(
@@ -721,8 +729,8 @@ class _Generator:
     def _names(self, person: np.ndarray) -> tuple[pd.Series, pd.Series, pd.Series]:
         rng = self.rng
         n = len(person)
-        first = _text(self.first[person])
-        last = _text(self.last[person])
+        first = _pick_text(self.first_names, self.first[person])
+        last = _pick_text(self.pools.last, self.last[person])
         case = rng.random(n)
         upper = case < MESS_RATES["name_case"] / 2
         lower = (case >= MESS_RATES["name_case"] / 2) & (case < MESS_RATES["name_case"])
@@ -733,7 +741,7 @@ class _Generator:
         full = (first.str.strip() + " " + last).fillna(last)
         return first, last, full
 
-    def _contact_full_names(self) -> np.ndarray:
+    def _contact_full_names(self) -> pa.Array:
         if not hasattr(self, "_full_names_cache"):
             raise RuntimeError("contact names are read before the Contacts frame was built")
         return self._full_names_cache
@@ -769,23 +777,15 @@ class _Generator:
 
     def _owner_columns(self, owner: np.ndarray) -> dict[str, pd.Series]:
         return {
-            "Owner.id": _text(self.user_ids[owner]),
-            "Owner.name": _text(self.user_names[owner]),
-            "Owner.email": _text(self.user_emails[owner]),
+            "Owner.id": _pick_text(self.user_ids, owner),
+            "Owner.name": _pick_text(self.user_names, owner),
+            "Owner.email": _pick_text(self.user_emails, owner),
         }
 
     def _lookup(
-        self, field: str, index: np.ndarray, ids: np.ndarray, names: np.ndarray
+        self, field: str, index: np.ndarray, ids: pa.Array, names: pa.Array | np.ndarray
     ) -> dict[str, pd.Series]:
-        present = index >= 0
-        safe = np.where(present, index, 0)
-        if len(ids) == 0:
-            empty = pd.Series([None] * len(index), dtype="str")
-            return {f"{field}.id": empty, f"{field}.name": empty.copy()}
-        return {
-            f"{field}.id": _masked(_text(ids[safe]), present),
-            f"{field}.name": _masked(_text(names[safe]), present),
-        }
+        return {f"{field}.id": _pick_text(ids, index), f"{field}.name": _pick_text(names, index)}
 
 
 def _unique_mobiles(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -805,7 +805,7 @@ def _unique_mobiles(rng: np.random.Generator, count: int) -> np.ndarray:
 
 
 def _person_emails(
-    rng: np.random.Generator, pools: Pools, first: np.ndarray, last: np.ndarray
+    rng: np.random.Generator, pools: Pools, first: pd.Series, last: pd.Series
 ) -> tuple[pd.Series, pd.Series]:
     """Each person's canonical and secondary email, unique across people by construction.
 
@@ -813,8 +813,8 @@ def _person_emails(
     middle) the person's own number, so two people can never share an address.
     """
     n = len(first)
-    f = _text(first).str.lower().str.replace(" ", "", regex=False)
-    la = _text(last).str.lower().str.replace(" ", "", regex=False)
+    f = first.str.lower().str.replace(" ", "", regex=False)
+    la = last.str.lower().str.replace(" ", "", regex=False)
     tag = pd.Series(rng.permutation(n) + 1, copy=False).astype("str")
     style = rng.integers(0, 5, n)
     local = f + "." + la + tag
@@ -822,18 +822,12 @@ def _person_emails(
     local = local.where(style != 2, f + "_" + tag)
     local = local.where(style != 3, f.str.slice(0, 1) + la + tag)
     local = local.where(style != 4, la + "." + f + tag)
-    domain = _text(
-        np.array(EMAIL_DOMAINS, dtype=object)[
-            rng.choice(len(EMAIL_DOMAINS), n, p=EMAIL_DOMAIN_SHARE)
-        ]
-    )
+    domain = _pick_text(EMAIL_DOMAINS, rng.choice(len(EMAIL_DOMAINS), n, p=EMAIL_DOMAIN_SHARE))
     work = rng.random(n) < WORK_EMAIL_SHARE
-    work_domain = _text(pools.company_domains[rng.integers(0, len(pools.company_domains), n)])
+    work_domain = _pick_text(pools.company_domains, rng.integers(0, len(pools.company_domains), n))
     domain = domain.where(~work, work_domain)
-    other_domain = _text(
-        np.array(EMAIL_DOMAINS, dtype=object)[
-            rng.choice(len(EMAIL_DOMAINS), n, p=EMAIL_DOMAIN_SHARE)
-        ]
+    other_domain = _pick_text(
+        EMAIL_DOMAINS, rng.choice(len(EMAIL_DOMAINS), n, p=EMAIL_DOMAIN_SHARE)
     )
     return local + "@" + domain, f + "." + tag + "." + la + "@" + other_domain
 
@@ -845,7 +839,7 @@ def _streets(rng: np.random.Generator, pools: Pools, n: int) -> pd.Series:
     building = ("H.No. " + number).where(style == 0, number)
     building = building.where(style != 2, block + "/" + number)
     building = building.where(style != 3, "Flat " + number)
-    return building + ", " + _text(pools.streets[rng.integers(0, len(pools.streets), n)])
+    return building + ", " + _pick_text(pools.streets, rng.integers(0, len(pools.streets), n))
 
 
 def _salutations(rng: np.random.Generator, female: np.ndarray) -> pd.Series:
@@ -853,7 +847,7 @@ def _salutations(rng: np.random.Generator, female: np.ndarray) -> pd.Series:
     male_code = rng.choice(3, n, p=(0.55, 0.05, 0.40))  # Mr., Dr., none
     female_code = rng.choice(4, n, p=(0.3, 0.25, 0.05, 0.40))  # Ms., Mrs., Dr., none
     labels = np.array(["Mr.", "Dr.", None, "Ms.", "Mrs.", "Dr.", None], dtype=object)
-    return _text(np.where(female, labels[3 + female_code], labels[male_code]))
+    return _pick_text(labels, np.where(female, 3 + female_code, male_code))
 
 
 def _deal_amounts(rng: np.random.Generator, vertical: np.ndarray) -> np.ndarray:
@@ -871,12 +865,10 @@ def _deal_amounts(rng: np.random.Generator, vertical: np.ndarray) -> np.ndarray:
     return amount
 
 
-def _category_labels(vertical: np.ndarray, index: np.ndarray) -> np.ndarray:
+def _category_labels(vertical: np.ndarray, index: np.ndarray) -> pd.Series:
     width = max(len(c) for c in PRODUCT_CATEGORIES)
-    table = np.array(
-        [list(c) + [c[0]] * (width - len(c)) for c in PRODUCT_CATEGORIES], dtype=object
-    )
-    return table[vertical, index]
+    table = [name for c in PRODUCT_CATEGORIES for name in list(c) + [c[0]] * (width - len(c))]
+    return _pick_text(table, vertical.astype(np.int64) * width + index)
 
 
 def _draw_per_vertical(
@@ -900,17 +892,34 @@ def _day_between(rng: np.random.Generator, start_s: np.ndarray, end_s: int) -> n
     return (start_s + (rng.random(len(start_s)) * span).astype(np.int64)) // SECONDS_PER_DAY
 
 
-def _text(values: np.ndarray | list) -> pd.Series:
-    return pd.Series(values, dtype="str")
+def _pick_text(pool: pa.Array | np.ndarray | tuple | list, index: np.ndarray) -> pd.Series:
+    """A text column taking `pool[index]` per row; an index of -1 (or a None in the pool) is null.
+
+    Arrow's take does this without a Python string per row, which is what keeps a million
+    rows fast.
+    """
+    if not isinstance(pool, pa.Array):
+        pool = pa.array(list(pool), type=pa.large_string())
+    index = np.asarray(index, dtype=np.int64)
+    taken = pool.take(pa.array(index, mask=index < 0))
+    return pd.Series(taken.cast(pa.large_string()), dtype="str")
 
 
 def _labels(codes: np.ndarray, labels: tuple) -> pd.Series:
     """Codes into a text column; a code of -1 or a None label is null."""
-    names = [label for label in labels if label is not None]
-    remap = np.array([names.index(label) if label is not None else -1 for label in labels])
-    codes = np.asarray(codes)
-    mapped = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
-    return pd.Series(pd.Categorical.from_codes(mapped, categories=names)).astype("str")
+    return _pick_text(labels, codes)
+
+
+def _keep(index: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    return np.where(keep, index, -1)
+
+
+def _text(values: pa.Array | np.ndarray | list) -> pd.Series:
+    if isinstance(values, pa.Array):
+        return pd.Series(values.cast(pa.large_string()), dtype="str")
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return pd.Series(pa.array(values).cast(pa.large_string()), dtype="str")
+    return pd.Series(pa.array(list(values), type=pa.large_string()), dtype="str")
 
 
 def _masked(values: pd.Series, keep: np.ndarray) -> pd.Series:
@@ -918,8 +927,8 @@ def _masked(values: pd.Series, keep: np.ndarray) -> pd.Series:
 
 
 def _date_text(days: np.ndarray, present: np.ndarray) -> pd.Series:
-    text = pd.Series(np.datetime_as_string(days.astype("datetime64[D]"), unit="D"), dtype="str")
-    return text.where(present, None)
+    dates = pa.array(days.astype("datetime64[D]"), mask=~np.asarray(present, dtype=bool))
+    return pd.Series(dates.cast(pa.large_string()), dtype="str")
 
 
 def _timestamps(seconds: np.ndarray) -> pd.Series:

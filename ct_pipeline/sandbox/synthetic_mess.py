@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 # Mobile field: ~84% a common clean format of the person's own Indian mobile, ~8% the same
 # number written unusually, the rest not a usable personal mobile.
@@ -168,15 +169,23 @@ def _render(
     renderers: dict[str, Renderer],
     context: RenderContext,
 ) -> pd.Series:
-    out = np.full(len(codes), None, dtype=object)
     truth = truth.reset_index(drop=True)
+    positions = [np.empty(0, dtype=np.int64)]
+    pieces = [pa.array([], type=pa.large_string())]
     for code, kind in enumerate(kinds):
         rows = np.flatnonzero(codes == code)
-        if kind == "empty" or len(rows) == 0:
+        if len(rows) == 0:
             continue
-        values = renderers[kind](rng, truth.take(rows).reset_index(drop=True), context)
-        out[rows] = values.to_numpy(dtype=object)
-    return pd.Series(out, dtype="str")
+        if kind == "empty":
+            values = pa.nulls(len(rows), type=pa.large_string())
+        else:
+            rendered = renderers[kind](rng, truth.take(rows).reset_index(drop=True), context)
+            values = pa.array(rendered).cast(pa.large_string())
+        positions.append(rows)
+        pieces.append(values)
+    # Each kind was rendered in one vectorised pass; put the rows back in record order.
+    order = np.argsort(np.concatenate(positions), kind="stable")
+    return pd.Series(pa.concat_arrays(pieces).take(pa.array(order)), dtype="str")
 
 
 def _pick(rng: np.random.Generator, choices: tuple[str, ...] | np.ndarray, size: int) -> pd.Series:
