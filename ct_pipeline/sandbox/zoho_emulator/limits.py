@@ -1,0 +1,206 @@
+"""Zoho's API limits as the emulator enforces them, injected faults, and the call statistics.
+
+Sources (research/zoho.md §7): concurrency per org is 5/10/15/20/25 active calls by edition
+(Free/Standard/Professional/Enterprise/Ultimate) with a sub-concurrency of 10 for heavy calls
+(Get Records with `sort_by`/`cvid`, writes of more than 10 records); credits are counted per call
+over a rolling 24 hours; going past either answers 429 TOO_MANY_REQUESTS.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+EDITION_CONCURRENCY = {
+    "free": 5,
+    "standard": 10,
+    "professional": 15,
+    "enterprise": 20,
+    "ultimate": 25,
+}
+DEFAULT_CONCURRENCY = EDITION_CONCURRENCY["enterprise"]
+HEAVY_CONCURRENCY = 10
+HEAVY_WRITE_THRESHOLD = 10
+CREDIT_WINDOW_SECONDS = 24 * 3600
+# X-API-CREDITS-REMAINING is sent once half of the day's credits are used (api-limits page).
+CREDITS_HEADER_FRACTION = 0.5
+
+# Credits per call (research/zoho.md §2, §4, §6): 1 per call unless listed; deleted-record ids 2;
+# writes 1 per 10 records; Bulk Read initialise 50.
+DELETED_RECORDS_CREDITS = 2
+BULK_READ_CREDITS = 50
+RECORDS_PER_WRITE_CREDIT = 10
+
+TOO_MANY_REQUESTS_MESSAGE = "too many requests. please try again after some time"
+
+
+def write_credits(record_count: int) -> int:
+    """Credits for an insert/update/upsert or note batch: one per ten records, at least one."""
+    return max(1, math.ceil(record_count / RECORDS_PER_WRITE_CREDIT))
+
+
+class ConcurrencyGate:
+    """Counts calls in flight; refuses a call that would go past the org's limits."""
+
+    def __init__(self, limit: int, heavy_limit: int) -> None:
+        self.limit = limit
+        self.heavy_limit = heavy_limit
+        self.active = 0
+        self.active_heavy = 0
+        self.max_active = 0
+
+    def enter(self, heavy: bool) -> bool:
+        """Take a slot; False when the limit (or the heavy sub-limit) is already reached."""
+        if self.active >= self.limit or (heavy and self.active_heavy >= self.heavy_limit):
+            return False
+        self.active += 1
+        self.active_heavy += int(heavy)
+        self.max_active = max(self.max_active, self.active)
+        return True
+
+    def leave(self, heavy: bool) -> None:
+        """Give the slot back."""
+        self.active -= 1
+        self.active_heavy -= int(heavy)
+
+
+class CreditLedger:
+    """API credits spent over a rolling 24 hours, with an optional daily allowance."""
+
+    def __init__(self, daily_limit: int | None) -> None:
+        self.daily_limit = daily_limit
+        self._spent: deque[tuple[float, int]] = deque()
+        self._in_window = 0
+
+    def used(self) -> int:
+        """Credits spent in the last 24 hours."""
+        horizon = time.monotonic() - CREDIT_WINDOW_SECONDS
+        while self._spent and self._spent[0][0] < horizon:
+            self._in_window -= self._spent.popleft()[1]
+        return self._in_window
+
+    def can_spend(self, credits: int) -> bool:
+        """Whether the allowance still covers `credits`."""
+        return self.daily_limit is None or self.used() + credits <= self.daily_limit
+
+    def spend(self, credits: int) -> None:
+        """Record credits spent now."""
+        if credits:
+            self._spent.append((time.monotonic(), credits))
+            self._in_window += credits
+
+    def remaining_header(self) -> dict[str, str]:
+        """`X-API-CREDITS-REMAINING` once half of the allowance is used, as Zoho sends it."""
+        if self.daily_limit is None:
+            return {}
+        used = self.used()
+        if used < self.daily_limit * CREDITS_HEADER_FRACTION:
+            return {}
+        return {"X-API-CREDITS-REMAINING": str(max(0, self.daily_limit - used))}
+
+
+FAULT_KEYS = (
+    "too_many_requests",
+    "server_errors",
+    "server_error_status",
+    "slow_responses",
+    "slow_seconds",
+    "expire_access_tokens",
+    "expire_page_tokens",
+)
+SERVER_ERROR_STATUSES = (500, 502, 503, 504)
+
+
+@dataclass
+class Faults:
+    """Faults waiting to hit the next CRM API calls."""
+
+    too_many_requests: int = 0
+    server_errors: int = 0
+    server_error_status: int = 500
+    slow_responses: int = 0
+    slow_seconds: float = 0.0
+
+    def add(self, request: dict[str, Any]) -> None:
+        """Queue the faults a `POST /__sandbox/faults` body asks for (validated by the caller)."""
+        self.too_many_requests += int(request.get("too_many_requests", 0))
+        self.server_errors += int(request.get("server_errors", 0))
+        self.server_error_status = int(request.get("server_error_status", self.server_error_status))
+        self.slow_responses += int(request.get("slow_responses", 0))
+        if "slow_seconds" in request:
+            self.slow_seconds = float(request["slow_seconds"])
+
+    def pending(self) -> dict[str, Any]:
+        """What is still queued."""
+        return {
+            "too_many_requests": self.too_many_requests,
+            "server_errors": self.server_errors,
+            "server_error_status": self.server_error_status,
+            "slow_responses": self.slow_responses,
+            "slow_seconds": self.slow_seconds,
+        }
+
+
+def validate_fault_request(request: Any) -> str | None:
+    """Why a faults body is unusable, or None when it is fine."""
+    if not isinstance(request, dict):
+        return 'send a JSON object, e.g. {"too_many_requests": 3}'
+    unknown = sorted(set(request) - set(FAULT_KEYS))
+    if unknown:
+        return f"unknown fault keys {unknown}; use any of {list(FAULT_KEYS)}"
+    for key in ("too_many_requests", "server_errors", "slow_responses"):
+        value = request.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"{key} must be a whole number of calls, 0 or more"
+    if "server_error_status" in request and request["server_error_status"] not in (
+        SERVER_ERROR_STATUSES
+    ):
+        return f"server_error_status must be one of {list(SERVER_ERROR_STATUSES)}"
+    slow = request.get("slow_seconds", 0)
+    if isinstance(slow, bool) or not isinstance(slow, int | float) or slow < 0:
+        return "slow_seconds must be a number of seconds, 0 or more"
+    for key in ("expire_access_tokens", "expire_page_tokens"):
+        if key in request and not isinstance(request[key], bool):
+            return f"{key} must be true or false"
+    return None
+
+
+@dataclass
+class Stats:
+    """Calls, credits and statuses by endpoint since the last reset."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    credits: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    refused_by_limits: int = 0
+    token_grants: int = 0
+    token_refusals: int = 0
+    faults_served: Counter[str] = field(default_factory=Counter)
+
+    def record(self, endpoint: str, status: int, credits: int) -> None:
+        """Count one answered call."""
+        self.calls[endpoint] += 1
+        self.statuses[str(status)] += 1
+        if credits:
+            self.credits[endpoint] += credits
+
+    def snapshot(self, gate: ConcurrencyGate, ledger: CreditLedger) -> dict[str, Any]:
+        """The JSON `GET /__sandbox/stats` serves."""
+        return {
+            "calls": dict(self.calls),
+            "credits": dict(self.credits),
+            "total_calls": sum(self.calls.values()),
+            "total_credits": sum(self.credits.values()),
+            "credits_used_24h": ledger.used(),
+            "daily_credit_limit": ledger.daily_limit,
+            "statuses": dict(self.statuses),
+            "refused_by_limits": self.refused_by_limits,
+            "faults_served": dict(self.faults_served),
+            "token_grants": self.token_grants,
+            "token_refusals": self.token_refusals,
+            "max_concurrent_calls": gate.max_active,
+            "concurrency_limit": gate.limit,
+        }
