@@ -7,6 +7,8 @@ developer.clevertap.com/docs/api-request-limit); a slow fault waits; then the ha
 worker thread so that requests in flight really overlap.
 
 Request-level failures use CleverTap's envelope `{"status": "fail", "error": ..., "code": ...}`.
+`/1/upload?dryRun=1` (the parameter of CleverTap's own Python client) answers exactly as an
+upload would, from the per-record checks alone, and stores nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -111,7 +113,9 @@ def fail(status: int, error: str) -> JSONResponse:
     return JSONResponse({"status": "fail", "error": error, "code": status}, status_code=status)
 
 
-def _api(state: EmulatorState, handler: Handler, *, is_upload: bool = False):
+def _api(
+    state: EmulatorState, handler: Handler, *, is_upload: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         body = await request.body()
         entry = state.traffic.begin(

@@ -16,7 +16,7 @@ never is (values are personal data).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 # Limits from developer.clevertap.com upload-user-profiles-api and upload-events-api:
@@ -33,6 +33,11 @@ MAX_MULTI_VALUE_ITEMS = 100
 MAX_EPOCH_SECONDS = 10**10
 # `$D_` dates before 1900 are taken for a wrong unit or a typo.
 MIN_DATE_EPOCH_SECONDS = -2_208_988_800
+
+# Below these lengths a key or string value cannot break the byte limits (4 bytes a character).
+SHORT_KEY_CHARS = MAX_KEY_BYTES // 4
+SHORT_VALUE_CHARS = MAX_VALUE_BYTES // 4
+PLAIN_SCALAR_TYPES = frozenset({int, float, bool, type(None)})
 
 RECORD_TYPES = frozenset({"profile", "event", "token"})
 IDENTITY_KEYS = ("identity", "objectId", "FBID", "GPID")
@@ -138,6 +143,9 @@ class Rejection:
         )
 
 
+ValueCheck = Callable[[object], "Rejection | None"]
+
+
 class RecordValidator:
     """Checks upload records against the documented rules; holds the account's settings."""
 
@@ -186,6 +194,8 @@ class RecordValidator:
                 f"this one has {len(properties)}",
             )
         for key, value in properties.items():
+            if _plainly_valid(key, value):
+                continue
             rejection = _check_key(key, character_limit=True) or _check_event_value(
                 name, key, value
             )
@@ -224,14 +234,30 @@ def _check_profile(record: dict) -> Rejection | None:
 
     custom_keys = 0
     for key, value in profile_data.items():
-        rejection = _check_key(key, character_limit=False) or _check_profile_value(key, value)
+        if key in STANDARD_PROFILE_KEYS:
+            rejection = STANDARD_VALUE_CHECKS[key](value)
+        elif _plainly_valid(key, value):
+            custom_keys += 1
+            continue
+        else:
+            custom_keys += 1
+            rejection = _check_key(key, character_limit=False) or _check_custom_value(key, value)
         if rejection:
             return rejection
-        if key not in STANDARD_PROFILE_KEYS:
-            custom_keys += 1
     if custom_keys > MAX_CUSTOM_PROFILE_KEYS:
         return too_many_custom_keys(custom_keys)
     return None
+
+
+def _plainly_valid(key: str, value: object) -> bool:
+    # The common case, decided without encoding anything: a short ordinary key with a number,
+    # a boolean or a short string that is not a date. Anything else takes the full checks.
+    if not 0 < len(key) <= SHORT_KEY_CHARS or key[0] == "$" or key in RESERVED_PROPERTY_KEYS:
+        return False
+    kind = value.__class__
+    if kind is str:
+        return len(value) <= SHORT_VALUE_CHARS and not value.startswith(DATE_PREFIX)
+    return kind in PLAIN_SCALAR_TYPES
 
 
 def too_many_custom_keys(count: int) -> Rejection:
@@ -252,14 +278,7 @@ def _check_key(key: str, *, character_limit: bool) -> Rejection | None:
     return None
 
 
-def _check_profile_value(key: str, value: object) -> Rejection | None:
-    standard = STANDARD_VALUE_CHECKS.get(key)
-    if standard is not None:
-        return standard(value)
-    if key in SUBSCRIPTION_FLAGS:
-        if not isinstance(value, bool):
-            return Rejection(512, f"subscription flag '{key}' must be true or false")
-        return None
+def _check_custom_value(key: str, value: object) -> Rejection | None:
     if isinstance(value, dict):
         return _check_multi_value_operation(key, value)
     if isinstance(value, list):
@@ -330,7 +349,7 @@ def _check_email(value: object) -> Rejection | None:
     return Rejection(515)
 
 
-def _one_of(code: int, allowed: frozenset[str]):
+def _one_of(code: int, allowed: frozenset[str]) -> ValueCheck:
     def check(value: object) -> Rejection | None:
         return None if value in allowed else Rejection(code)
 
@@ -349,7 +368,16 @@ def _check_identity_property(value: object) -> Rejection | None:
     return Rejection(523, "profileData identity must be a non-empty string or a number")
 
 
-def _check_standard_scalar(key: str):
+def _check_subscription_flag(key: str) -> ValueCheck:
+    def check(value: object) -> Rejection | None:
+        if isinstance(value, bool):
+            return None
+        return Rejection(512, f"subscription flag '{key}' must be true or false")
+
+    return check
+
+
+def _check_standard_scalar(key: str) -> ValueCheck:
     def check(value: object) -> Rejection | None:
         if isinstance(value, dict | list):
             return Rejection(512, f"'{key}' must be a single value")
@@ -371,6 +399,7 @@ STANDARD_VALUE_CHECKS = {
     "DOB": _check_standard_scalar("DOB"),
     "Photo": _check_standard_scalar("Photo"),
     "Customer Type": _check_standard_scalar("Customer Type"),
+    **{flag: _check_subscription_flag(flag) for flag in SUBSCRIPTION_FLAGS},
 }
 
 
