@@ -199,6 +199,8 @@ def _match_unprocessed(
     items: Sequence[UploadItem], unprocessed: list[Any]
 ) -> tuple[dict[int, Mapping[str, Any]], int]:
     """Map each unprocessed entry to the position of the record it refers to."""
+    if not unprocessed:
+        return {}, 0
     sent = [_canonical(item.record) for item in items]
     rejected: dict[int, Mapping[str, Any]] = {}
     unmatched = 0

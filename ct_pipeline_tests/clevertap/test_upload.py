@@ -6,10 +6,12 @@ import logging
 import threading
 import time
 
+import dagster as dg
 import pytest
 
 from ct_pipeline.clevertap import (
     BatchResult,
+    CleverTapResource,
     UploadItem,
     build_event_record,
     build_profile_record,
@@ -321,3 +323,23 @@ def test_logs_never_carry_the_passcode_or_a_phone_number(
     assert "retry 1 of 4" in caplog.text
     assert client.passcode not in caplog.text
     assert "+9190" not in caplog.text and "9876543210" not in caplog.text
+
+
+def test_an_empty_upload_sends_nothing(clevertap, sandbox: SandboxAdmin):
+    report = clevertap.upload([])
+
+    assert report.outcomes == () and report.requests == 0
+    assert sandbox.requests() == []
+
+
+def test_the_resource_uploads_from_inside_a_dagster_asset(sandbox: SandboxAdmin):
+    @dg.asset
+    def clevertap_profile_sync(clevertap: CleverTapResource) -> dict[str, int]:
+        return clevertap.upload(profile_items(3)).counts
+
+    result = dg.materialize(
+        [clevertap_profile_sync], resources={"clevertap": sandbox_client(sandbox.url)}
+    )
+
+    assert result.output_for_node("clevertap_profile_sync")["accepted"] == 3
+    assert sandbox.profile_count() == 3
