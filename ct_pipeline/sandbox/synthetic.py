@@ -23,7 +23,8 @@ Messy values, at the rates of `MESS_RATES` (each rate is the share of records of
 - `email`: case and whitespace noise, empty, syntactically invalid, typo domains, role accounts
   (`info@...`), placeholders (`test@test.com`) and shared office addresses.
 - `name_case`, `name_whitespace`, `missing_first_name`: how names are typed.
-The kind each record's Mobile and Email got is kept in `_mobile_kind` and `_email_kind`.
+The kind each record's Mobile, Phone and Email got is kept in `_mobile_kind`, `_phone_kind` and
+`_email_kind` (ground truth, like `_person`: the emulator does not serve `_` columns).
 
 Time. `Created_Time` spreads over the `HISTORY_DAYS` before `now`, weighted to recent months;
 `import_batch` of records share the second of a bulk import, and `mass_update` of records were
@@ -238,9 +239,8 @@ class _Generator:
         self._plan_deals()
         self._plan_cases()
         self._assign_ids()
-        contacts = self._contacts_frame()  # first: Deals and Cases name their Contact
         return SyntheticCrm(
-            contacts=contacts,
+            contacts=self._contacts_frame(),
             leads=self._leads_frame(),
             deals=self._deals_frame(),
             cases=self._cases_frame(),
@@ -356,6 +356,8 @@ class _Generator:
         self.contact_account_type = account_type
         self.contact_account = np.where(has_account, account, -1)
         self.contact_owner = _zipf_choice(rng, SALES_USER_COUNT, n)
+        self.contact_names = self._names(self.contact_person)
+        self.contact_full_names = pa.array(self.contact_names[2])
 
     def _plan_leads(self) -> None:
         rng = self.rng
@@ -492,6 +494,7 @@ class _Generator:
 
         mobile_kind = draw_kinds(rng, MOBILE_KIND_RATES, n)
         email_kind = draw_kinds(rng, EMAIL_KIND_RATES, n)
+        phone_kind = draw_kinds(rng, PHONE_KIND_RATES, n)
         mobile_codes = list(MOBILE_KIND_RATES)
         email_codes = list(EMAIL_KIND_RATES)
         person_mobile = np.isin(mobile_kind, [mobile_codes.index(k) for k in PERSON_MOBILE_KINDS])
@@ -501,8 +504,7 @@ class _Generator:
         email_kind[role == 1] = email_codes.index("empty")
         email_kind[(role == 2) & ~clean_email] = email_codes.index("clean")
 
-        first, last, full = self._names(person)
-        self._full_names_cache = pa.array(full)
+        first, last, full = self.contact_names
         city = self.city[person]
         vertical = self.vertical[person]
         plan, value, tier, subscription = self._subscriptions(vertical)
@@ -528,7 +530,7 @@ class _Generator:
             "Secondary_Email": _masked(
                 self.secondary_email.take(person).reset_index(drop=True), rng.random(n) < 0.12
             ),
-            "Phone": self._phones(person, PHONE_KIND_RATES),
+            "Phone": self._phones(person, phone_kind, PHONE_KIND_RATES),
             "Mobile": render_phones(
                 rng, mobile_kind, MOBILE_KIND_RATES, self.mobile[person], self.render_context
             ),
@@ -567,6 +569,7 @@ class _Generator:
             "Modified_Time": _timestamps(self.contact_modified),
             "_person": person.astype(np.int64),
             "_mobile_kind": kinds_categorical(mobile_kind, MOBILE_KIND_RATES),
+            "_phone_kind": kinds_categorical(phone_kind, PHONE_KIND_RATES),
             "_email_kind": kinds_categorical(email_kind, EMAIL_KIND_RATES),
         }
         return pd.DataFrame(columns)
@@ -577,6 +580,7 @@ class _Generator:
         n = len(person)
         mobile_kind = draw_kinds(rng, MOBILE_KIND_RATES, n)
         email_kind = draw_kinds(rng, EMAIL_KIND_RATES, n)
+        phone_kind = draw_kinds(rng, PHONE_KIND_RATES, n)
         first, last, full = self._names(person)
         city = self.city[person]
         converted = self.lead_converted
@@ -605,7 +609,7 @@ class _Generator:
             "Email": render_emails(
                 rng, email_kind, EMAIL_KIND_RATES, self.email.take(person), self.render_context
             ),
-            "Phone": self._phones(person, PHONE_KIND_RATES),
+            "Phone": self._phones(person, phone_kind, PHONE_KIND_RATES),
             "Mobile": render_phones(
                 rng, mobile_kind, MOBILE_KIND_RATES, self.mobile[person], self.render_context
             ),
@@ -623,6 +627,7 @@ class _Generator:
             "Modified_Time": _timestamps(self.lead_modified),
             "_person": person.astype(np.int64),
             "_mobile_kind": kinds_categorical(mobile_kind, MOBILE_KIND_RATES),
+            "_phone_kind": kinds_categorical(phone_kind, PHONE_KIND_RATES),
             "_email_kind": kinds_categorical(email_kind, EMAIL_KIND_RATES),
         }
         return pd.DataFrame(columns)
@@ -663,7 +668,7 @@ class _Generator:
         account = self.contact_account[contact]
         columns = {
             "id": _text(self.deal_ids),
-            "Deal_Name": _pick_text(self._contact_full_names(), contact) + " - " + category,
+            "Deal_Name": _pick_text(self.contact_full_names, contact) + " - " + category,
             "Pipeline": _pick_text(VERTICAL_PIPELINE, vertical),
             "Stage": _pick_text(stage_table, stage),
             "Amount": _deal_amounts(rng, vertical),
@@ -674,7 +679,7 @@ class _Generator:
             "Lead_Source": _labels(
                 rng.choice(len(LEAD_SOURCES), n, p=LEAD_SOURCE_SHARE), LEAD_SOURCES
             ),
-            **self._lookup("Contact_Name", contact, self.contact_ids, self._contact_full_names()),
+            **self._lookup("Contact_Name", contact, self.contact_ids, self.contact_full_names),
             **self._lookup("Account_Name", account, self.account_ids, self.account_names),
             **self._owner_columns(self.deal_owner),
             "Created_Time": _timestamps(self.deal_created),
@@ -708,7 +713,7 @@ class _Generator:
             "Type": _labels(
                 rng.choice(3, n, p=(0.55, 0.35, 0.1)), ("Problem", "Question", "Feature Request")
             ),
-            **self._lookup("Related_To", contact, self.contact_ids, self._contact_full_names()),
+            **self._lookup("Related_To", contact, self.contact_ids, self.contact_full_names),
             **self._owner_columns(self.case_owner),
             "Created_Time": _timestamps(self.case_created),
             "Modified_Time": _timestamps(self.case_modified),
@@ -741,13 +746,7 @@ class _Generator:
         full = (first.str.strip() + " " + last).fillna(last)
         return first, last, full
 
-    def _contact_full_names(self) -> pa.Array:
-        if not hasattr(self, "_full_names_cache"):
-            raise RuntimeError("contact names are read before the Contacts frame was built")
-        return self._full_names_cache
-
-    def _phones(self, person: np.ndarray, rates: dict[str, float]) -> pd.Series:
-        codes = draw_kinds(self.rng, rates, len(person))
+    def _phones(self, person: np.ndarray, codes: np.ndarray, rates: dict[str, float]) -> pd.Series:
         return render_phones(self.rng, codes, rates, self.mobile[person], self.render_context)
 
     def _subscriptions(

@@ -383,7 +383,7 @@ def _email_invalid(rng: np.random.Generator, e: pd.Series, ctx: RenderContext) -
             e.str.replace("@", "", regex=False),
             e.str.replace("@", "@@", regex=False),
             e.str.replace(r"\.([a-z]+)$", r",\1", regex=True),
-            e.str.replace(r"\.[a-z]+$", "", regex=True),
+            e.str.replace(r"@([^.@]+)\..*$", r"@\1", regex=True),
             e.str.replace("@", " @", regex=False),
             e + ".",
         ],
