@@ -18,7 +18,6 @@ from ct_pipeline.sandbox.zoho_emulator.store import (
     ModuleTable,
     column_values,
     full_name,
-    json_records,
 )
 
 ID_DIGITS = 19
@@ -96,7 +95,7 @@ def read_record(store: CrmStore, module: str, record_id: str) -> Reply:
     position = table.position(record_id)
     if position is None:
         return admin_error(404, f"no {table.name} record has id {record_id}")
-    record = json_records(table.rows([position]), table.fields.values(), store.tz_offset)[0]
+    record = table.json_records([position], table.fields.values(), store.tz_offset)[0]
     notes = [note_json(store, note) for note in store.notes.get(record_id, [])]
     return Reply(200, {"module": table.name, "record": record, "notes": notes})
 

@@ -24,7 +24,6 @@ from ct_pipeline.sandbox.zoho_emulator.store import (
     ModuleTable,
     column_values,
     full_name,
-    json_records,
     parse_timestamp,
 )
 
@@ -144,7 +143,7 @@ def list_records(
         )
         expiry_text = store.format_time(pd.Timestamp(expiry, unit="s", tz="UTC"))
 
-    records = json_records(table.rows(page_positions), fields, store.tz_offset)
+    records = table.json_records(page_positions, fields, store.tz_offset)
     info = {
         "call": False,
         "per_page": per_page,
@@ -167,7 +166,7 @@ def get_record(store: CrmStore, module: str, record_id: str) -> Reply:
     position = table.position(record_id)
     if position is None:
         return Reply(204)
-    records = json_records(table.rows([position]), table.fields.values(), store.tz_offset)
+    records = table.json_records([position], table.fields.values(), store.tz_offset)
     return Reply(200, {"data": records})
 
 

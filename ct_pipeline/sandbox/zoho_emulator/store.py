@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ct_pipeline.sandbox.zoho_emulator.replies import ZohoApiError
 
@@ -172,6 +173,7 @@ class ModuleTable:
         self._orders: dict[str, np.ndarray] | None = None
         self._seconds: dict[str, np.ndarray] | None = None
         self._views: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._sources: dict[str, Any] = {}
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -248,6 +250,77 @@ class ModuleTable:
         """The rows at these positions (a copy small enough to serialise)."""
         return self.frame.take(np.asarray(positions, dtype=np.int64))
 
+    def json_records(
+        self,
+        positions: Sequence[int] | np.ndarray,
+        fields: Iterable[FieldSpec],
+        tz_offset: timedelta,
+    ) -> list[dict[str, Any]]:
+        """Records as Zoho's JSON: `id` first, lookups re-nested, datetimes with the org offset.
+
+        Works column by column on the few positions asked for, never on the whole table.
+        """
+        positions = np.asarray(positions, dtype=np.int64)
+        keys: list[str] = ["id"]
+        columns: list[list[Any]] = [self.json_values("id", positions, tz_offset)]
+        for spec in fields:
+            keys.append(spec.api_name)
+            if spec.is_lookup:
+                columns.append(self._lookup_values(spec, positions, tz_offset))
+            else:
+                columns.append(self.json_values(spec.columns[0], positions, tz_offset))
+        return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    def json_values(self, column: str, positions: np.ndarray, tz_offset: timedelta) -> list[Any]:
+        """One column's values at `positions` as JSON scalars (None where missing)."""
+        source = self._column_source(column)
+        if isinstance(source, pa.ChunkedArray):
+            return source.take(pa.array(positions)).to_pylist()
+        if source.dtype.kind == "M":
+            local = source[positions] + np.timedelta64(int(tz_offset.total_seconds()), "s")
+            suffix = offset_suffix(tz_offset)
+            texts = np.datetime_as_string(local, unit="s").tolist()
+            return [None if text == "NaT" else f"{text}{suffix}" for text in texts]
+        values = source[positions]
+        if values.dtype.kind == "f":
+            missing = np.isnan(values)
+            listed = values.tolist()
+            if missing.any():
+                return [None if gap else value for value, gap in zip(listed, missing, strict=True)]
+            return listed
+        if values.dtype.kind == "O":
+            return [None if value is None or value != value else value for value in values]
+        return values.tolist()
+
+    def _lookup_values(
+        self, spec: FieldSpec, positions: np.ndarray, tz_offset: timedelta
+    ) -> list[dict[str, Any] | None]:
+        parts = [self.json_values(column, positions, tz_offset) for column in spec.columns]
+        names = ("id", "name", "email")[: len(parts)]
+        nested: list[dict[str, Any] | None] = []
+        for values in zip(*parts, strict=True):
+            if values[0] is None:
+                nested.append(None)
+                continue
+            lookup = dict(zip(names, values, strict=True))
+            nested.append({"name": lookup["name"], **lookup})
+        return nested
+
+    def _column_source(self, column: str) -> Any:
+        source = self._sources.get(column)
+        if source is None:
+            series = self.frame[column]
+            if isinstance(series.dtype, pd.DatetimeTZDtype):
+                source = series.dt.tz_convert(None).to_numpy("datetime64[s]")
+            elif isinstance(series.dtype, pd.StringDtype) or hasattr(
+                series.array, "__arrow_array__"
+            ):
+                source = pa.chunked_array(series.array.__arrow_array__())
+            else:
+                source = series.to_numpy()
+            self._sources[column] = source
+        return source
+
     def display_name(self, position: int) -> str | None:
         """The record's name as lookups and deletion entries show it."""
         if self.display_field is None:
@@ -302,6 +375,7 @@ class ModuleTable:
     def _changed(self, structure: bool) -> None:
         self.version += 1
         self._views.clear()
+        self._sources.clear()
         self._orders = None
         self._seconds = None
         if structure:
@@ -329,43 +403,6 @@ class ModuleTable:
 
 
 # Reading values ---------------------------------------------------------------------------------
-
-
-def json_records(
-    rows: pd.DataFrame, fields: Iterable[FieldSpec], tz_offset: timedelta
-) -> list[dict[str, Any]]:
-    """Records as Zoho's JSON: `id` first, lookups re-nested, datetimes with the org offset."""
-    fields = list(fields)
-    ids = rows["id"].tolist()
-    columns: dict[str, list[Any]] = {}
-    for spec in fields:
-        for column in spec.columns:
-            columns[column] = json_column(rows[column], spec, tz_offset)
-
-    records = []
-    for index, record_id in enumerate(ids):
-        record: dict[str, Any] = {"id": str(record_id)}
-        for spec in fields:
-            if spec.is_lookup:
-                lookup_id = columns[spec.columns[0]][index]
-                if lookup_id is None:
-                    record[spec.api_name] = None
-                else:
-                    nested = {"name": columns[spec.columns[1]][index], "id": str(lookup_id)}
-                    if len(spec.columns) > 2:
-                        nested["email"] = columns[spec.columns[2]][index]
-                    record[spec.api_name] = nested
-            else:
-                record[spec.api_name] = columns[spec.columns[0]][index]
-        records.append(record)
-    return records
-
-
-def json_column(series: pd.Series, spec: FieldSpec, tz_offset: timedelta) -> list[Any]:
-    """One column's values as JSON scalars (None for missing)."""
-    if spec.data_type == "datetime":
-        return format_datetimes(series, tz_offset)
-    return [_json_scalar(value) for value in series.tolist()]
 
 
 def format_datetimes(series: pd.Series, tz_offset: timedelta) -> list[str | None]:
@@ -569,15 +606,3 @@ def _prepared(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _epoch_seconds(series: pd.Series) -> np.ndarray:
     return series.dt.tz_convert(None).to_numpy("datetime64[s]").view("int64")
-
-
-def _json_scalar(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
