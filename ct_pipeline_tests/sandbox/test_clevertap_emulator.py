@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ct_pipeline.sandbox.clevertap_emulator import create_clevertap_app
 from ct_pipeline.sandbox.credentials import (
@@ -155,6 +157,15 @@ def test_malformed_json_answers_400_with_documented_body(sandbox: Sandbox) -> No
     assert response.json() == {"status": "fail", "error": "Malformed request", "code": 400}
 
 
+def test_nan_is_not_json_and_answers_400(sandbox: Sandbox) -> None:
+    body = b'{"d": [{"type": "profile", "identity": "u", "profileData": {"Score": NaN}}]}'
+
+    response = sandbox.api("POST", "/1/upload", data=body)
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "Malformed request"
+
+
 @pytest.mark.parametrize("body", [{}, {"records": []}, {"d": {"type": "profile"}}, ["d"]])
 def test_body_without_a_d_array_answers_400(sandbox: Sandbox, body: object) -> None:
     response = sandbox.api("POST", "/1/upload", json=body)
@@ -274,10 +285,12 @@ REJECTED_RECORDS = {
     "identity of the wrong type": (523, profile_record(True, Name="A")),  # type: ignore[arg-type]
     "unknown record type": (524, {**profile_record(Name="A"), "type": "user"}),
     "record not an object": (524, "profile"),
+    "type not a string": (524, {**profile_record(Name="A"), "type": ["profile"]}),
     "ts as an ISO string": (525, {**profile_record(Name="A"), "ts": "2016-07-12T07:25:40Z"}),
     "ts in milliseconds": (525, {**profile_record(Name="A"), "ts": 1468308340000}),
     "objectId with spaces": (526, {"type": "profile", "objectId": "a b", "profileData": {}}),
     "gender not M or F": (514, profile_record(Gender="Male")),
+    "gender as a list": (514, profile_record(Gender=["M"])),
     "email without a domain": (515, profile_record(Email="jack@")),
     "phone without country code": (516, profile_record(Phone="9876543210")),
     "phone with spaces": (516, profile_record(Phone="+91 98765 43210")),
@@ -305,6 +318,10 @@ REJECTED_RECORDS = {
     "token of an unknown type": (
         534,
         {"type": "token", "objectId": "abc", "tokenData": {"id": "t", "type": "sms"}},
+    ),
+    "token type not a string": (
+        534,
+        {"type": "token", "objectId": "abc", "tokenData": {"id": "t", "type": ["fcm"]}},
     ),
     "token keys not an object": (
         535,
@@ -511,3 +528,64 @@ def test_device_token_is_kept_on_the_profile(sandbox: Sandbox) -> None:
 
     found = sandbox.admin("GET", "profiles", params={"objectId": "abc"})["profiles"][0]
     assert found["tokens"] == [{"id": "t1", "type": "fcm"}]
+
+
+def test_email_held_by_another_profile_stays_with_it(sandbox: Sandbox) -> None:
+    sandbox.upload([profile_record("user-1", Email="shared@example.com")])
+
+    sandbox.upload([profile_record("user-2", Email="shared@example.com")])
+
+    owner = sandbox.admin("GET", "profiles", params={"email": "shared@example.com"})
+    assert owner["profiles"][0]["identity"] == "user-1"
+    assert sandbox.profile("user-2")["all_identities"] == ["user-2"]
+
+
+def test_records_per_request_limit_is_configurable() -> None:
+    with serving(create_clevertap_app(max_records=100)) as server:
+        small = Sandbox(server.url)
+        over = small.upload([profile_record(f"user-{n}", Name="A") for n in range(101)])
+        at_limit = small.upload([profile_record(f"user-{n}", Name="A") for n in range(100)])
+
+    assert over.status_code == 400
+    assert at_limit.json()["processed"] == 100
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+RECORD_KEYS = st.sampled_from(
+    ["type", "identity", "objectId", "FBID", "ts", "evtName", "evtData", "profileData", "tokenData"]
+)
+RECORD_TYPES = st.sampled_from(["profile", "event", "token"])
+
+
+@given(
+    record=st.dictionaries(RECORD_KEYS, JSON_VALUES, max_size=6),
+    record_type=RECORD_TYPES,
+    profile_data=st.dictionaries(
+        st.sampled_from(["Phone", "Email", "Gender", "Age", "MSG-sms", "Tags", "DOB", "x"]),
+        JSON_VALUES,
+        max_size=4,
+    ),
+)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_any_json_record_gets_an_answer_never_a_server_error(
+    sandbox: Sandbox, record: dict, record_type: str, profile_data: dict
+) -> None:
+    shaped = {**record, "type": record_type, "profileData": profile_data}
+
+    response = sandbox.upload([record, shaped])
+
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["processed"] + len(answer["unprocessed"]) == 2

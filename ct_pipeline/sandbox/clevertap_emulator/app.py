@@ -312,6 +312,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def _parse_json(body: bytes) -> object:
     try:
-        return json.loads(body) if body else None
+        return json.loads(body, parse_constant=_reject_constant) if body else None
     except ValueError:
         return None
+
+
+def _reject_constant(name: str) -> object:
+    # NaN and Infinity are not JSON (RFC 8259), though Python's json module reads them.
+    raise ValueError(f"{name} is not valid JSON")

@@ -163,7 +163,7 @@ class RecordValidator:
         if not isinstance(record, dict):
             return Rejection(524)
         record_type = record.get("type")
-        if record_type not in RECORD_TYPES:
+        if not isinstance(record_type, str) or record_type not in RECORD_TYPES:
             return Rejection(524)
         if record_type == "token":
             return _check_token(record)
@@ -351,7 +351,7 @@ def _check_email(value: object) -> Rejection | None:
 
 def _one_of(code: int, allowed: frozenset[str]) -> ValueCheck:
     def check(value: object) -> Rejection | None:
-        return None if value in allowed else Rejection(code)
+        return None if isinstance(value, str) and value in allowed else Rejection(code)
 
     return check
 
@@ -414,7 +414,7 @@ def _check_token(record: dict) -> Rejection | None:
         return Rejection(532)
     if "type" not in token_data:
         return Rejection(533)
-    if token_data["type"] not in TOKEN_TYPES:
+    if not isinstance(token_data["type"], str) or token_data["type"] not in TOKEN_TYPES:
         return Rejection(534)
     if "keys" in token_data and not isinstance(token_data["keys"], dict):
         return Rejection(535)
