@@ -6,10 +6,11 @@ gives identical frames. Everything is sampled with numpy from pools built once p
 Faker's `en_IN` locale, so a million contacts take seconds, not hours.
 
 People and records. Each synthetic person (`_person`) has one Indian mobile and one email. A
-person becomes one Contact, sometimes two (`contact_duplicate`: half of those pairs are "phone
-in one, email in the other"), sometimes also a Lead (`lead_of_contact`, mostly converted), or
-only a Lead (`lead_only`). Deals (0-3 per contact) move through `PIPELINES`; Cases (about
-`cases_per_contact`) are open or closed at several priorities.
+person becomes one Contact, sometimes two (`contact_duplicate`: half of those pairs hold the
+phone in one record and the email in the other; some second records give only an initial,
+"R. Sharma"), sometimes also a Lead (`lead_of_contact`, mostly converted), or only a Lead
+(`lead_only`). Deals (0-3 per contact) move through `PIPELINES`; Cases (`CASES_PER_CONTACT`
+on average) are open or closed at several priorities.
 
 Messy values, at the rates of `MESS_RATES` (each rate is the share of records of that field):
 - `mobile`: the Mobile field of Contacts and Leads. About 84% of values are the person's Indian
@@ -85,6 +86,7 @@ MESS_RATES: dict[str, object] = {
     "missing_first_name": 0.02,
     "contact_duplicate": 0.03,  # share of Contacts that are a second record of a person
     "duplicate_phone_vs_email": 0.5,  # share of those pairs with the phone in one, email in other
+    "duplicate_initial": 0.3,  # share of second records whose first name is only an initial
     "lead_of_contact": 0.30,  # share of contact persons who also have a Lead
     "lead_converted": 0.80,  # share of those Leads marked converted
     "lead_only": 0.25,  # Leads of people who never became a Contact, per Contact
@@ -103,6 +105,9 @@ DEALS_PER_CONTACT_SHARE = (0.45, 0.35, 0.15, 0.05)  # 0, 1, 2, 3 deals
 CASES_PER_CONTACT = 0.3
 ACCOUNTS_PER_CONTACT = 0.01
 SECONDS_PER_DAY = 86_400
+# What a Contact record holds of its person: the two halves of a "phone in one, email in the
+# other" pair, or everything.
+WHOLE_RECORD, PHONE_ONLY, EMAIL_ONLY = 0, 1, 2
 
 VERTICALS = ("fintech", "edtech", "d2c")
 VERTICAL_SHARE = (0.4, 0.3, 0.3)
@@ -230,6 +235,7 @@ class _Generator:
         self.start_s = now_s - HISTORY_DAYS * SECONDS_PER_DAY
 
     def run(self) -> SyntheticCrm:
+        self.mass_update_seconds = np.sort(self._shared_seconds(max(5, self.n_contacts // 10_000)))
         self._plan_people()
         self._make_people()
         self._make_shared_values()
@@ -256,11 +262,10 @@ class _Generator:
         duplicated = rng.choice(n_contact_people, n_dup, replace=False)
         person = np.concatenate([np.arange(n_contact_people), duplicated])
 
-        # role 1: the phone-only record of a split pair; role 2: its email-only twin.
-        role = np.zeros(n, dtype=np.int8)
+        role = np.full(n, WHOLE_RECORD, dtype=np.int8)
         split = rng.random(n_dup) < MESS_RATES["duplicate_phone_vs_email"]
-        role[duplicated[split]] = 1
-        role[n_contact_people + np.flatnonzero(split)] = 2
+        role[duplicated[split]] = PHONE_ONLY
+        role[n_contact_people + np.flatnonzero(split)] = EMAIL_ONLY
 
         n_lead_contacts = round(n_contact_people * MESS_RATES["lead_of_contact"])
         n_lead_only = round(n * MESS_RATES["lead_only"])
@@ -275,6 +280,7 @@ class _Generator:
 
         self.contact_person = person
         self.contact_role = role
+        self.contact_is_twin = np.arange(n) >= n_contact_people
         self.lead_person = lead_person
         self.lead_converted = converted
         self.n_people = n_contact_people + n_lead_only
@@ -341,6 +347,7 @@ class _Generator:
         order = np.argsort(created, kind="stable")
         self.contact_person = self.contact_person[order]
         self.contact_role = self.contact_role[order]
+        self.contact_is_twin = self.contact_is_twin[order]
         self.contact_created = created[order]
         self.contact_modified = self._modified_times(self.contact_created)
         vertical = self.vertical[self.contact_person]
@@ -356,7 +363,8 @@ class _Generator:
         self.contact_account_type = account_type
         self.contact_account = np.where(has_account, account, -1)
         self.contact_owner = _zipf_choice(rng, SALES_USER_COUNT, n)
-        self.contact_names = self._names(self.contact_person)
+        initial_only = self.contact_is_twin & (rng.random(n) < MESS_RATES["duplicate_initial"])
+        self.contact_names = self._names(self.contact_person, initial_only)
         self.contact_full_names = pa.array(self.contact_names[2])
 
     def _plan_leads(self) -> None:
@@ -464,21 +472,13 @@ class _Generator:
         modified[edited] = np.minimum(created[edited] + gap[edited], self.now_s)
 
         mass = np.flatnonzero(draw >= 1.0 - MESS_RATES["mass_update"])
-        updates = self._mass_updates
+        updates = self.mass_update_seconds
         position = np.searchsorted(updates, created[mass], side="left")
         available = len(updates) - position
         pick = position + (rng.random(len(mass)) * available).astype(np.int64)
         usable = available > 0
         modified[mass[usable]] = updates[pick[usable]]
         return modified
-
-    @property
-    def _mass_updates(self) -> np.ndarray:
-        if not hasattr(self, "_mass_update_seconds"):
-            self._mass_update_seconds = np.sort(
-                self._shared_seconds(max(5, self.n_contacts // 10_000))
-            )
-        return self._mass_update_seconds
 
     def _shared_seconds(self, count: int) -> np.ndarray:
         span = self.now_s - self.start_s
@@ -498,11 +498,11 @@ class _Generator:
         mobile_codes = list(MOBILE_KIND_RATES)
         email_codes = list(EMAIL_KIND_RATES)
         person_mobile = np.isin(mobile_kind, [mobile_codes.index(k) for k in PERSON_MOBILE_KINDS])
-        mobile_kind[(role == 1) & ~person_mobile] = mobile_codes.index("plain")
-        mobile_kind[role == 2] = mobile_codes.index("empty")
+        mobile_kind[(role == PHONE_ONLY) & ~person_mobile] = mobile_codes.index("plain")
+        mobile_kind[role == EMAIL_ONLY] = mobile_codes.index("empty")
         clean_email = np.isin(email_kind, [email_codes.index(k) for k in CLEAN_EMAIL_KINDS])
-        email_kind[role == 1] = email_codes.index("empty")
-        email_kind[(role == 2) & ~clean_email] = email_codes.index("clean")
+        email_kind[role == PHONE_ONLY] = email_codes.index("empty")
+        email_kind[(role == EMAIL_ONLY) & ~clean_email] = email_codes.index("clean")
 
         first, last, full = self.contact_names
         city = self.city[person]
@@ -731,11 +731,16 @@ class _Generator:
 
     # Frame helpers ----------------------------------------------------------------------
 
-    def _names(self, person: np.ndarray) -> tuple[pd.Series, pd.Series, pd.Series]:
+    def _names(
+        self, person: np.ndarray, initial_only: np.ndarray | None = None
+    ) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """First, Last and Full name as typed: case noise, stray blanks, missing first names."""
         rng = self.rng
         n = len(person)
         first = _pick_text(self.first_names, self.first[person])
         last = _pick_text(self.pools.last, self.last[person])
+        if initial_only is not None:
+            first = first.where(~initial_only, first.str.slice(0, 1) + ".")
         case = rng.random(n)
         upper = case < MESS_RATES["name_case"] / 2
         lower = (case >= MESS_RATES["name_case"] / 2) & (case < MESS_RATES["name_case"])

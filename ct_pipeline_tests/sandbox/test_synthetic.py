@@ -603,6 +603,18 @@ def test_split_duplicates_hold_the_phone_in_one_and_the_email_in_the_other(
     assert 0.3 * pairs <= split <= 0.7 * pairs
 
 
+def test_some_second_records_give_only_an_initial(crm: SyntheticCrm) -> None:
+    twice = crm.contacts[crm.contacts.groupby("_person")["id"].transform("size") == 2]
+    initial = twice["First_Name"].str.fullmatch(r"[A-Za-z]\.")
+    pairs = twice["_person"].nunique()
+    assert 0.1 * pairs <= initial.sum() <= 0.5 * pairs
+    assert (
+        not crm.contacts.loc[~crm.contacts.index.isin(twice.index), "First_Name"]
+        .str.fullmatch(r"[A-Za-z]\.")
+        .any()
+    )
+
+
 def test_some_people_are_both_a_lead_and_a_contact(crm: SyntheticCrm) -> None:
     in_contacts = crm.leads["_person"].isin(crm.contacts["_person"])
     assert 0.4 < in_contacts.mean() < 0.65
