@@ -17,7 +17,7 @@ import pyarrow as pa
 # Mobile field: ~84% a common clean format of the person's own Indian mobile, ~8% the same
 # number written unusually, the rest not a usable personal mobile.
 MOBILE_KIND_RATES: dict[str, float] = {
-    "plain": 0.475,  # 9876543210
+    "plain": 0.477,  # 9876543210
     "e164": 0.16,  # +919876543210
     "plus91_spaced": 0.12,  # +91 98765 43210
     "spaced": 0.08,  # 98765 43210

@@ -303,6 +303,18 @@ def test_a_crm_of_no_contacts_has_empty_modules() -> None:
         )
 
 
+def test_default_now_is_the_start_of_the_current_utc_day() -> None:
+    midnight = pd.Timestamp.now(tz="UTC").normalize()
+    frame = generate_crm(200, seed=5).contacts
+    assert frame["Modified_Time"].max() <= midnight + pd.Timedelta(days=1)
+    assert frame["Created_Time"].max() > midnight - pd.Timedelta(days=30)
+
+
+def test_each_field_kind_rates_add_up_to_one() -> None:
+    for field in ("mobile", "phone", "email"):
+        assert sum(MESS_RATES[field].values()) == pytest.approx(1.0), field
+
+
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         generate_crm(10, now=datetime(2026, 1, 1))
