@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -53,8 +54,8 @@ ENV_API_URL = "CLEVERTAP_API_URL"
 
 DEFAULT_UPLOAD_CONCURRENCY = 4
 DEFAULT_LOOKUP_CONCURRENCY = 2
-# A profile lookup answers "not found" with a failure body rather than a 404 in some accounts;
-# the documentation gives no example, so any of these words in the error means "no profile".
+# CleverTap documents no answer for a profile lookup that finds nothing: HTTP 404, code 404, or
+# a fail body saying so in words are all taken to mean "no such profile".
 NOT_FOUND_MARKERS = ("not found", "no such", "does not exist")
 LOOKUP_FIELDS = {"identity": "identity", "email": "email", "object_id": "objectId"}
 
@@ -105,6 +106,7 @@ class CleverTapResource(dg.ConfigurableResource):
 
     _transport: CleverTapTransport | None = PrivateAttr(default=None)
     _transport_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _closed_usage: Counter[str] = PrivateAttr(default_factory=Counter)
 
     @field_validator("region", mode="before")
     @classmethod
@@ -120,8 +122,8 @@ class CleverTapResource(dg.ConfigurableResource):
         missing = [name for name in (ENV_ACCOUNT_ID, ENV_PASSCODE) if not os.environ.get(name)]
         if missing:
             raise ValueError(
-                f"{' and '.join(missing)} not set; set them to the CleverTap project's "
-                "credentials (Settings > Project) or point the pipeline at the sandbox"
+                f"{' and '.join(missing)} not set; set them to the CleverTap account id and "
+                "passcode, or run against the sandbox (`ct-pipeline sandbox`)"
             )
         settings: dict[str, Any] = {
             "account_id": os.environ[ENV_ACCOUNT_ID],
@@ -212,15 +214,8 @@ class CleverTapResource(dg.ConfigurableResource):
 
         Lookups only read, so they also run in dry-run mode.
         """
-        given = {
-            name: value
-            for name, value in {
-                "identity": identity,
-                "email": email,
-                "object_id": object_id,
-            }.items()
-            if value is not None
-        }
+        candidates = {"identity": identity, "email": email, "object_id": object_id}
+        given = {name: value for name, value in candidates.items() if value is not None}
         if len(given) != 1:
             raise ValueError("lookup_profile takes exactly one of identity, email or object_id")
         name, value = next(iter(given.items()))
@@ -232,7 +227,7 @@ class CleverTapResource(dg.ConfigurableResource):
         if response.ok and body.get("status") == "success":
             record = body.get("record")
             return dict(record) if isinstance(record, Mapping) else None
-        if response.status == 404 or body.get("code") == 404 or _says_not_found(body):
+        if _says_not_found(response.status, body):
             return None
         raise CleverTapError(
             f"CleverTap profile lookup by {name} failed: {response.describe_failure()}"
@@ -279,13 +274,17 @@ class CleverTapResource(dg.ConfigurableResource):
 
     def usage(self) -> dict[str, int]:
         """HTTP requests made by this resource so far (retries included), by endpoint path."""
-        transport = self._transport
-        return transport.usage() if transport is not None else {}
+        with self._transport_lock:
+            usage = Counter(self._closed_usage)
+            if self._transport is not None:
+                usage.update(self._transport.usage())
+        return dict(usage)
 
     def close(self) -> None:
         """Release pooled connections; the resource opens new ones if used again."""
         with self._transport_lock:
             if self._transport is not None:
+                self._closed_usage.update(self._transport.usage())
                 self._transport.close()
                 self._transport = None
 
@@ -427,6 +426,9 @@ def _string_properties(properties: Mapping[str, Any]) -> dict[str, str]:
     return converted
 
 
-def _says_not_found(body: Mapping[str, Any]) -> bool:
+def _says_not_found(status: int | None, body: Mapping[str, Any]) -> bool:
+    # Only a CleverTap-shaped answer counts: a bare 404 may be a wrong CLEVERTAP_API_URL.
+    if body.get("status") != "fail":
+        return False
     error = str(body.get("error", "")).lower()
-    return body.get("status") == "fail" and any(marker in error for marker in NOT_FOUND_MARKERS)
+    return status == 404 or body.get("code") == 404 or any(m in error for m in NOT_FOUND_MARKERS)

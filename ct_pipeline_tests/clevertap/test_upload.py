@@ -29,6 +29,14 @@ from ct_pipeline_tests.clevertap.conftest import (
 UPLOAD = "/1/upload"
 
 
+def wait_for_profiles(sandbox: SandboxAdmin, count: int, within_seconds: float = 5.0) -> None:
+    """Wait until the emulator holds `count` profiles (a timed-out request may land late)."""
+    deadline = time.monotonic() + within_seconds
+    while sandbox.profile_count() != count:
+        assert time.monotonic() < deadline, f"the emulator never held {count} profiles"
+        time.sleep(0.05)
+
+
 def test_2500_records_go_in_three_requests_of_at_most_1000(clevertap, sandbox: SandboxAdmin):
     report = clevertap.upload(profile_items(2500))
 
@@ -198,20 +206,28 @@ def test_a_storm_that_never_ends_fails_every_record_and_drops_none(sandbox: Sand
     assert not any(outcome.maybe_delivered for outcome in report.outcomes)
 
 
-def test_a_timeout_is_retried_and_flagged_when_not(sandbox: SandboxAdmin):
+def test_a_timeout_is_retried_by_default(sandbox: SandboxAdmin):
     client = sandbox_client(sandbox.url, timeout_seconds=0.3)
     sandbox.faults(slow_seconds=1.0, slow_count=1)
 
-    retried = client.upload(profile_items(2))
+    report = client.upload(profile_items(2))
 
-    assert retried.all_accepted and retried.requests == 2
+    assert report.all_accepted and report.requests == 2
+    wait_for_profiles(sandbox, 2)
 
+
+def test_a_timeout_without_uncertain_retries_fails_as_maybe_delivered(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, timeout_seconds=0.3)
     sandbox.faults(slow_seconds=1.0, slow_count=1)
-    not_retried = client.upload(profile_items(2, start=10), retry_uncertain=False)
 
-    assert {outcome.outcome for outcome in not_retried.outcomes} == {"failed"}
-    assert all(outcome.maybe_delivered for outcome in not_retried.outcomes)
-    assert "ReadTimeout" in not_retried.outcomes[0].error
+    report = client.upload(profile_items(2), retry_uncertain=False)
+
+    assert report.requests == 1
+    assert {outcome.outcome for outcome in report.outcomes} == {"failed"}
+    assert all(outcome.maybe_delivered for outcome in report.outcomes)
+    assert "ReadTimeout" in report.outcomes[0].error
+    # CleverTap went on with the request after the client gave up: it was delivered after all.
+    wait_for_profiles(sandbox, 2)
 
 
 def test_bad_credentials_fail_every_record_and_stop_sending(sandbox: SandboxAdmin):
@@ -289,17 +305,13 @@ def test_uploads_in_flight_stay_within_max_concurrency():
         admin.faults(slow_seconds=0.2)
         client = sandbox_client(server.url, batch_size=10, max_concurrency=3)
 
-        started = time.monotonic()
         report = client.upload(profile_items(90))
-        elapsed = time.monotonic() - started
 
         stats = admin.stats()
         admin.close()
     assert report.all_accepted and report.requests == 9
     assert stats["max_in_flight"][UPLOAD] == 3
     assert stats["refused_over_concurrency"][UPLOAD] == 0
-    # Nine 0.2 s requests three at a time take about 0.6 s; one at a time would take 1.8 s.
-    assert elapsed < 1.5
 
 
 def test_duplicate_keys_are_refused_before_sending(clevertap, sandbox: SandboxAdmin):
