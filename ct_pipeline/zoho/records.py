@@ -34,6 +34,9 @@ PER_PAGE = 200
 MAX_FIELDS_PER_CALL = 50
 DISCRETE_PAGE_LIMIT = 2_000
 PAGE_TOKEN_CAP = 100_000
+# Answers meaning "this org will not tell you" (no permission, not supported, unknown path), as
+# opposed to throttling or outages, which must surface.
+UNAVAILABLE_STATUSES = frozenset({400, 403, 404})
 # Errors after which the chain cannot continue but a fresh window can (v7 get-records.html).
 WINDOW_RESTART_CODES = frozenset({"PAGINATION_LIMIT_EXCEEDED", "EXPIRED_VALUE"})
 # If-Modified-Since has one-second resolution: a new window or cursor re-reads its own second.
@@ -49,6 +52,10 @@ CREDITS_PER_GET = 1  # "Each Get Records API call consumes one API credit" (Kaiz
 # The vertical-solutions credit table lists 2 for "Get IDs of deleted records"; the CRM v7/v8
 # pages do not say, so this is an estimate.
 CREDITS_PER_DELETED_GET = 2
+
+
+class ModuleTooLarge(ZohoError):
+    """A read given `give_up_after` found more records than that; another method should read."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,12 @@ def read_records(
     *,
     page_token_cap: int = PAGE_TOKEN_CAP,
     max_workers: int = 1,
+    give_up_after: int | None = None,
 ) -> ZohoRead:
-    """Records of `module` modified at or after `modified_since` (all records when None)."""
+    """Records of `module` modified at or after `modified_since` (all records when None).
+
+    With `give_up_after`, raises `ModuleTooLarge` as soon as more records than that were read.
+    """
     wanted = requested_fields(fields)
     if not wanted:
         raise ValueError(f"read of {module} needs at least one field besides id")
@@ -82,7 +93,7 @@ def read_records(
     since = _floor_second(modified_since) if modified_since is not None else None
 
     def read_one(group: list[str]) -> pd.DataFrame:
-        return _read_chain(session, module, group, schema, since, page_token_cap)
+        return _read_chain(session, module, group, schema, since, page_token_cap, give_up_after)
 
     if len(chain_fields) == 1:
         frame = read_one(chain_fields[0])
@@ -160,6 +171,8 @@ def count_records(session: ZohoSession, module: str) -> int | None:
             credits=CREDITS_PER_GET,
         )
     except ZohoAPIError as error:
+        if error.status not in UNAVAILABLE_STATUSES:
+            raise
         logger.warning("record count of %s unavailable (%s)", module, error.code or error.status)
         return None
     body = _body(response)
@@ -178,6 +191,8 @@ def load_schema(session: ZohoSession, module: str) -> ModuleSchema:
             params={"module": module},
         )
     except (ZohoAPIError, ZohoScopeError) as error:
+        if isinstance(error, ZohoAPIError) and error.status not in UNAVAILABLE_STATUSES:
+            raise
         logger.warning(
             "field metadata of %s unavailable (%s); using the standard field types",
             module,
@@ -195,10 +210,15 @@ def _read_chain(
     schema: ModuleSchema,
     since: datetime | None,
     page_token_cap: int,
+    give_up_after: int | None,
 ) -> pd.DataFrame:
     frames: list[pd.DataFrame] = []
     batch: list[dict[str, Any]] = []
+    read = 0
     for page in _windows(session, module, fields, since, page_token_cap):
+        read += len(page)
+        if give_up_after is not None and read > give_up_after:
+            raise ModuleTooLarge(f"{module} holds more than {give_up_after} records")
         batch.extend(page)
         if len(batch) >= FRAME_BATCH_RECORDS:
             frames.append(records_frame(batch, fields, schema))

@@ -9,6 +9,7 @@ at the emulator. Every read returns a pandas DataFrame whose columns are describ
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,8 @@ from ct_pipeline.zoho.frames import ModuleSchema
 from ct_pipeline.zoho.http import Credentials, RetrySettings, ZohoSession
 from ct_pipeline.zoho.records import PAGE_TOKEN_CAP, ZohoRead
 from ct_pipeline.zoho.writes import NoteDraft, WriteOutcome
+
+logger = logging.getLogger(__name__)
 
 # The lowest edition (Free) allows 5 concurrent calls per org and app; sorted reads count
 # against a sub-concurrency limit of 10 (Zoho API limits, Kaizen #203).
@@ -164,11 +167,33 @@ class ZohoCRMResource(dg.ConfigurableResource):
 
     def read_all(self, module: str, fields: Sequence[str]) -> pd.DataFrame:
         """Every record of `module`: Bulk Read above `bulk_read_threshold` records, else the
-        records API. Same columns either way."""
+        records API. Same columns either way.
+
+        The size comes from Get Record Count (one call); where that is unavailable the records
+        API reads until it passes the threshold, then hands over to Bulk Read.
+        """
         count = records.count_records(self._client(), module)
         if count is not None and count > self.bulk_read_threshold:
             return self.bulk_read(module, fields)
-        return self.read_records(module, fields).records
+        if count is not None:
+            return self.read_records(module, fields).records
+        try:
+            return records.read_records(
+                self._client(),
+                module,
+                fields,
+                self._schema(module),
+                page_token_cap=self.page_token_cap,
+                max_workers=self.max_concurrency,
+                give_up_after=self.bulk_read_threshold,
+            ).records
+        except records.ModuleTooLarge:
+            logger.info(
+                "%s holds more than %d records; reading it through Bulk Read",
+                module,
+                self.bulk_read_threshold,
+            )
+            return self.bulk_read(module, fields)
 
     def bulk_read(self, module: str, fields: Sequence[str]) -> pd.DataFrame:
         """Every record of `module` through Bulk Read jobs (200,000 records per job)."""

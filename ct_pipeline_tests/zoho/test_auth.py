@@ -1,0 +1,116 @@
+"""OAuth against the emulator: token caching, expiry mid-read, bad credentials, api_domain."""
+
+import logging
+import threading
+import time
+
+import pytest
+
+from ct_pipeline.sandbox import credentials
+from ct_pipeline.zoho import ZohoAuthError
+from ct_pipeline_tests.zoho.conftest import CONTACT_FIELDS
+
+
+def test_access_token_is_cached_between_calls(sandbox):
+    zoho = sandbox.client()
+
+    zoho.read_records("Contacts", ["Last_Name"])
+    zoho.read_records("Deals", ["Deal_Name"])
+
+    assert sandbox.stats()["token_grants"] == 1
+
+
+def test_new_resource_instances_reuse_the_cached_token(sandbox):
+    sandbox.client().has_changes("Contacts", sandbox_start())
+    sandbox.client().has_changes("Contacts", sandbox_start())
+
+    assert sandbox.stats()["token_grants"] == 1
+
+
+def test_token_expiring_mid_read_is_refreshed_once_and_the_read_completes(start_sandbox, crm):
+    sandbox = start_sandbox(response_delay_seconds=0.03)
+    zoho = sandbox.client()
+    done = threading.Event()
+
+    def expire_after_a_few_pages():
+        while not done.is_set():
+            if sandbox.stats()["calls"].get("GET /crm/v8/Contacts", 0) >= 4:
+                sandbox.faults(expire_access_tokens=True)
+                return
+            time.sleep(0.005)
+
+    expirer = threading.Thread(target=expire_after_a_few_pages)
+    expirer.start()
+    try:
+        read = zoho.read_records("Contacts", CONTACT_FIELDS)
+    finally:
+        done.set()
+        expirer.join()
+
+    stats = sandbox.stats()
+    assert read.records["id"].nunique() == len(crm.contacts)
+    assert stats["statuses"].get("401") == 1
+    assert stats["token_grants"] == 2
+
+
+def test_token_expiring_between_runs_is_refreshed(sandbox):
+    zoho = sandbox.client()
+    zoho.read_records("Contacts", ["Last_Name"])
+    sandbox.faults(expire_access_tokens=True)
+
+    records = zoho.read_records("Contacts", ["Last_Name"]).records
+
+    assert len(records) > 0
+    assert sandbox.stats()["token_grants"] == 2
+
+
+def test_bad_refresh_token_names_the_setting_and_hides_secrets(sandbox, caplog):
+    bad_token = "1000.not-the-right-refresh-token"
+    zoho = sandbox.client(refresh_token=bad_token)
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(ZohoAuthError) as raised:
+        zoho.read_records("Contacts", ["Last_Name"])
+
+    message = str(raised.value)
+    assert "ZOHO_REFRESH_TOKEN" in message and "invalid_code" in message
+    for secret in (bad_token, credentials.SANDBOX_ZOHO_CLIENT_SECRET):
+        assert secret not in message
+        assert secret not in caplog.text
+
+
+def test_bad_client_secret_points_at_the_client_settings(sandbox):
+    zoho = sandbox.client(client_secret="wrong-secret")
+
+    with pytest.raises(ZohoAuthError, match="ZOHO_CLIENT_ID and ZOHO_CLIENT_SECRET") as raised:
+        zoho.has_changes("Contacts", sandbox_start())
+
+    assert "wrong-secret" not in str(raised.value)
+
+
+def test_api_domain_comes_from_the_token_response(sandbox):
+    # No api_domain override: the default for "in" (www.zohoapis.in) must not be called.
+    zoho = sandbox.client(api_domain=None, data_center="in")
+
+    records = zoho.read_records("Contacts", ["Last_Name"]).records
+
+    assert len(records) > 0
+
+
+def test_no_token_or_secret_reaches_the_logs(sandbox, caplog):
+    zoho = sandbox.client()
+    sandbox.faults(too_many_requests=2, expire_access_tokens=True)
+
+    with caplog.at_level(logging.DEBUG):
+        zoho.read_records("Contacts", ["Last_Name", "Email", "Mobile"])
+
+    assert "Zoho-oauthtoken" not in caplog.text
+    assert credentials.SANDBOX_ZOHO_REFRESH_TOKEN not in caplog.text
+    assert credentials.SANDBOX_ZOHO_CLIENT_SECRET not in caplog.text
+    assert "1000." not in caplog.text
+
+
+def sandbox_start():
+    """A cursor before every synthetic record."""
+    from datetime import UTC, datetime
+
+    return datetime(2000, 1, 1, tzinfo=UTC)
