@@ -111,9 +111,12 @@ FUTURE_TOLERANCE_SECONDS = 24 * 3600
 
 
 def build_profile_record(
-    identity: str, profile_data: Mapping[str, Any], ts: datetime | int | float
+    identity: str | None, profile_data: Mapping[str, Any], ts: datetime | int | float
 ) -> dict[str, Any]:
-    """A `type: profile` record; missing values are left out, dates become `$D_<epoch>`."""
+    """A `type: profile` record; missing values are left out, dates become `$D_<epoch>`.
+
+    A None identity is left out, so that `validate_record` reports it (code 523).
+    """
     record: dict[str, Any] = {"type": PROFILE_TYPE}
     if identity is not None:
         record["identity"] = str(identity)
@@ -123,7 +126,7 @@ def build_profile_record(
 
 
 def build_event_record(
-    identity: str,
+    identity: str | None,
     event_name: str,
     event_data: Mapping[str, Any],
     ts: datetime | int | float,

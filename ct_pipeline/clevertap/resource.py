@@ -34,7 +34,7 @@ from ct_pipeline.clevertap.http import (
     base_url_for,
     check_region,
 )
-from ct_pipeline.clevertap.payloads import validate_record
+from ct_pipeline.clevertap.payloads import EVENT_MAX_PROPERTIES, validate_record
 from ct_pipeline.clevertap.results import (
     BatchResult,
     ItemOutcome,
@@ -100,6 +100,11 @@ class CleverTapResource(dg.ConfigurableResource):
     backoff_base_seconds: float = Field(default=1.0, ge=0, description="First backoff ceiling.")
     backoff_cap_seconds: float = Field(default=60.0, ge=0, description="Longest backoff.")
     timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request timeout.")
+    max_event_properties: int = Field(
+        default=EVENT_MAX_PROPERTIES,
+        gt=0,
+        description="Properties per event; 100 unless CleverTap raised it for the account.",
+    )
     dry_run: bool = Field(
         default=False, description="Build and validate every request but send no upload."
     )
@@ -320,7 +325,7 @@ class CleverTapResource(dg.ConfigurableResource):
         local: dict[str, ItemOutcome] = {}
         valid: list[UploadItem] = []
         for item in items:
-            reason = validate_record(item.record)
+            reason = validate_record(item.record, max_event_properties=self.max_event_properties)
             if reason is None:
                 valid.append(item)
             else:

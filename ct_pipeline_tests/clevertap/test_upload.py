@@ -355,3 +355,20 @@ def test_the_resource_uploads_from_inside_a_dagster_asset(sandbox: SandboxAdmin)
 
     assert result.output_for_node("clevertap_profile_sync")["accepted"] == 3
     assert sandbox.profile_count() == 3
+
+
+def test_event_property_limit_follows_the_account_setting(sandbox: SandboxAdmin):
+    wide = UploadItem(
+        "outbox-wide",
+        build_event_record(
+            phone_of(1), "Profile Audited", {f"p{i}": i for i in range(150)}, PROFILE_TS
+        ),
+    )
+
+    default_limit = sandbox_client(sandbox.url, dry_run=True).upload([wide])
+    raised_limit = sandbox_client(sandbox.url, dry_run=True, max_event_properties=256).upload(
+        [wide]
+    )
+
+    assert default_limit.outcomes[0].outcome == "rejected_locally"
+    assert raised_limit.outcomes[0].outcome == "dry_run"

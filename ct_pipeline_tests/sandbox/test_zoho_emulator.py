@@ -526,6 +526,12 @@ def test_settings_fields_describe_the_module_columns(zoho: Zoho) -> None:
     assert not any(name.startswith("_") or "." in name for name in fields)
 
 
+def test_settings_fields_describe_lookup_targets_sdks_parse(zoho: Zoho) -> None:
+    accounts = zoho.get("/crm/v8/settings/fields", params={"module": "Accounts"}).json()["fields"]
+
+    assert "Account_Name" in {field["api_name"] for field in accounts}
+
+
 def test_settings_modules_lists_the_four_modules_and_notes(zoho: Zoho) -> None:
     modules = zoho.get("/crm/v8/settings/modules").json()["modules"]
 

@@ -26,6 +26,13 @@ JSON_TYPES = {
 }
 FIELD_LENGTHS = {"email": 100, "phone": 30, "date": 20, "datetime": 120}
 SINGULAR_LABELS = {"Contacts": "Contact", "Leads": "Lead", "Deals": "Deal", "Cases": "Case"}
+# Accounts are only lookup targets here; SDKs read their field list to parse `Account_Name`.
+ACCOUNT_FIELDS = (
+    ("Account_Name", "text"),
+    ("Owner", "ownerlookup"),
+    ("Created_Time", "datetime"),
+    ("Modified_Time", "datetime"),
+)
 NOTE_FIELDS = (
     ("Note_Title", "text"),
     ("Note_Content", "textarea"),
@@ -60,12 +67,14 @@ def fields_reply(store: CrmStore, module: str | None) -> Reply:
             "One of the expected parameter is missing; send module=<module API name>",
             {"param_name": "module"},
         )
-    if module.lower() == "notes":
+    fixed = {"notes": ("Notes", NOTE_FIELDS), "accounts": ("Accounts", ACCOUNT_FIELDS)}
+    if module.lower() in fixed:
+        name, described = fixed[module.lower()]
         specs = [
-            FieldSpec(name, kind, (name,), lookup_module="users" if kind == "ownerlookup" else None)
-            for name, kind in NOTE_FIELDS
+            FieldSpec(api_name, kind, (api_name,), lookup_module=_lookup_target(kind))
+            for api_name, kind in described
         ]
-        return Reply(200, {"fields": [field_json("Notes", spec, None) for spec in specs]})
+        return Reply(200, {"fields": [field_json(name, spec, None) for spec in specs]})
     table = store.table(module)
     fields = [field_json(table.name, _id_field(), None)]
     for spec in table.fields.values():
@@ -191,6 +200,10 @@ def time_zone_name(store: CrmStore) -> str:
     """An IANA-style name for the org's offset (Asia/Kolkata for +05:30)."""
     suffix = offset_suffix(store.tz_offset)
     return "Asia/Kolkata" if suffix == "+05:30" else f"GMT{suffix}"
+
+
+def _lookup_target(kind: str) -> str | None:
+    return {"ownerlookup": "users", "lookup": "Contacts"}.get(kind)
 
 
 def _id_field() -> FieldSpec:
