@@ -6,7 +6,8 @@ Serves `generate_crm(N)` with `create_zoho_app` on 127.0.0.1 and, with a plain H
   incremental reader's request, 20 fields), timing each call end to end;
 - times the first page of a new If-Modified-Since window and the default id-desc listing;
 - times the first page after a 100-record update (the sort orders are rebuilt lazily);
-- times one Bulk Read job of 200,000 records from creation to the downloaded zip.
+- times one Bulk Read job of 200,000 records from creation to the downloaded zip;
+- times the same page-token pages in process (the handler alone, no HTTP).
 Writes `benchmarks/results/zoho_emulator_pages.json` with medians, p95s and the peak RSS of the
 process (server and client share it; Linux `ru_maxrss`).
 """
@@ -35,7 +36,7 @@ from ct_pipeline.sandbox.credentials import (
 )
 from ct_pipeline.sandbox.server import serving
 from ct_pipeline.sandbox.synthetic import generate_crm
-from ct_pipeline.sandbox.zoho_emulator import create_zoho_app
+from ct_pipeline.sandbox.zoho_emulator import create_zoho_app, records
 
 DEFAULT_CONTACTS = 1_000_000
 DEFAULT_PAGES = 300
@@ -70,6 +71,7 @@ def main() -> None:
     with serving(app) as server:
         session = _session(server.url)
         figures = _measure(server.url, session, args.pages)
+    figures["handler_median_ms"] = round(_handler_median_ms(app, args.pages), 2)
 
     result = {
         "benchmark": "zoho_emulator_pages",
@@ -137,6 +139,22 @@ def _measure(url: str, session: requests.Session, pages: int) -> dict[str, Any]:
         "bulk_read_records": bulk_count,
         "bulk_read_zip_mb": round(zip_mb, 1),
     }
+
+
+def _handler_median_ms(app: Any, pages: int) -> float:
+    """The server's own cost of a page-token page, without HTTP and the client's JSON parsing."""
+    emulator = app.state.zoho_emulator
+    query = {key: str(value) for key, value in INCREMENTAL.items()}
+    reply = records.list_records(emulator.store, emulator.codec, "Contacts", query, None)
+    timings = []
+    for _ in range(pages):
+        token = reply.body["info"]["next_page_token"]
+        started = time.perf_counter()
+        reply = records.list_records(
+            emulator.store, emulator.codec, "Contacts", dict(query, page_token=token), None
+        )
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
 
 
 def _bulk_read(url: str, session: requests.Session) -> tuple[float, int, float]:

@@ -892,3 +892,39 @@ def test_calls_beyond_the_daily_credits_are_429(zoho_factory: Any) -> None:
     ]
 
     assert statuses == [200, 200, 429]
+
+
+def test_heavy_calls_beyond_the_sub_concurrency_limit_are_429(zoho_factory: Any) -> None:
+    zoho = zoho_factory(heavy_concurrency_limit=2, response_delay_seconds=0.5)
+    params = {"fields": "Email", "per_page": 1, "sort_by": "Modified_Time"}
+    responses: list[requests.Response] = []
+
+    def call() -> None:
+        responses.append(zoho.get("/crm/v8/Contacts", params=params))
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(response.status_code for response in responses) == [200, 200, 429, 429]
+
+
+def test_credits_remaining_header_appears_past_half_the_allowance(zoho_factory: Any) -> None:
+    zoho = zoho_factory(daily_credit_limit=4)
+
+    first = zoho.get("/crm/v8/Contacts", params={"fields": "Email"})
+    second = zoho.get("/crm/v8/Contacts", params={"fields": "Email"})
+
+    assert "X-API-CREDITS-REMAINING" not in first.headers
+    assert second.headers["X-API-CREDITS-REMAINING"] == "2"
+
+
+def test_deleted_records_honour_if_modified_since(zoho: Zoho, crm: SyntheticCrm) -> None:
+    zoho.admin("DELETE", f"/records/Deals/{crm.deals['id'].iloc[0]}")
+    later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+
+    response = zoho.get("/crm/v8/Deals/deleted", headers={"If-Modified-Since": later})
+
+    assert response.status_code == 304
