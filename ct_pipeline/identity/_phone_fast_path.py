@@ -1,4 +1,4 @@
-"""Indian mobile-style numbers decided without calling `phonenumbers` once per value.
+"""Indian numbers in the common 10-digit formats, decided without calling `phonenumbers` per value.
 
 Why the answers equal the library's, for region IN and a value that is at most
 `MAX_FAST_PATH_CHARS` long, made only of ASCII digits, spaces, '(', ')', '.', '-' and at most one
@@ -6,18 +6,20 @@ Why the answers equal the library's, for region IN and a value that is at most
 
 1. Parsing. The library skips leading characters until the first digit or '+', trims trailing
    punctuation, finds no extension (every extension form needs a letter, '#', ',' or ';'), no
-   RFC 3966 part and fewer than three letters, and keeps only the digits. With NSN the last ten
-   digits, starting 6-9, these digit strings all parse to country code 91 and national number NSN:
+   RFC 3966 part and fewer than three letters, and keeps only the digits. Let NSN be the last
+   ten digits, starting with a digit d of `leading_digits()`: India's general pattern matches
+   every 10-digit string starting d and no 11-digit string starting 0d. Then these digit strings
+   all parse to country code 91 and national number NSN:
    - '+' then 91 NSN: 9 is no country code, 91 is India's only code, and the national prefix 0
-     cannot be stripped from a number that starts 6-9;
+     cannot be stripped from NSN;
    - 0091 NSN: 00 is India's international prefix and is followed by 9, then as above;
-   - 91 NSN without '+': India's general pattern matches no 12-digit string starting 91 and every
-     10-digit string starting 6-9, so the library strips 91;
-   - 0 NSN: no 11-digit string starting 06-09 matches the general pattern, so the national prefix
-     0 is stripped and 10 digits is a possible length;
+   - 91 NSN without '+': the general pattern matches no 12-digit string starting 91 and does
+     match NSN, so the library strips 91;
+   - 0 NSN: the general pattern does not match it, so the national prefix 0 is stripped, and
+     10 digits is a possible length;
    - NSN alone: it matches the general pattern, so the library does not strip a leading 91.
-   `_facts_hold` checks each metadata fact this relies on when the table is built; if one fails,
-   nothing is decided here and every value goes to the library.
+   `_facts_hold` checks each metadata fact this relies on before the table is used; if one
+   fails, nothing is decided here and every value goes to the library.
 2. Validity and type. `is_valid_number` and `number_type` for country code 91 depend only on
    whether NSN matches each description of India's metadata (general, premium rate, toll free,
    shared cost, VoIP, personal, pager, UAN, voicemail, fixed line, mobile) at length 10. For each
@@ -53,7 +55,8 @@ MAX_FAST_PATH_CHARS = 64
 UNDECIDED = -2
 INVALID = -1
 
-_MOBILE_LEADING_DIGITS = "6789"
+# A leading 0 would be read as a trunk or international prefix.
+_CANDIDATE_LEADING_DIGITS = "123456789"
 # What may come before the national number once separators are dropped: the five formats.
 _HEADS = ("", "0", str(COUNTRY_CODE), f"+{COUNTRY_CODE}", f"00{COUNTRY_CODE}")
 _LONGEST_HEAD = max(len(head) for head in _HEADS)
@@ -126,7 +129,7 @@ def decide(values: pa.StringArray) -> FastPathResult:
 
     tail = compact[ends[shaped, None] - NATIONAL_DIGITS + np.arange(NATIONAL_DIGITS)]
     digits_ok = ((tail >= _ZERO) & (tail <= _NINE)).all(axis=1)
-    digits_ok &= (tail[:, 0] >= ord(_MOBILE_LEADING_DIGITS[0])) & (tail[:, 0] <= _NINE)
+    digits_ok &= _leading_bytes()[tail[:, 0]]
     head_length = lengths[shaped] - NATIONAL_DIGITS
     head_index = np.minimum(starts[shaped, None] + np.arange(_LONGEST_HEAD), len(compact) - 1)
     head = compact[head_index] if len(compact) else np.zeros((0, _LONGEST_HEAD), np.uint8)
@@ -146,6 +149,14 @@ def decide(values: pa.StringArray) -> FastPathResult:
     bare = np.zeros(count, dtype=bool)
     bare[accepted] = head_length[digits_ok & head_ok] == 0
     return FastPathResult(decided, library_type, national, national_digits, decided & bare)
+
+
+@functools.cache
+def _leading_bytes() -> np.ndarray:
+    """A lookup over byte values: True for the ASCII digits in `leading_digits()`."""
+    lookup = np.zeros(256, dtype=bool)
+    lookup[np.frombuffer(leading_digits().encode(), dtype=np.uint8)] = True
+    return lookup
 
 
 def _offsets(values: pa.StringArray) -> np.ndarray:
@@ -248,7 +259,8 @@ def _library_type(country_code: int, region: str, prefix: int) -> int:
 def _facts_hold(metadata: PhoneMetadata) -> bool:
     """Whether India's metadata still has every property the parsing argument relies on."""
     general = metadata.general_desc
-    basics = (
+    cc = pd.Series([str(COUNTRY_CODE)], dtype="str")
+    return bool(
         metadata.country_code == COUNTRY_CODE
         and metadata.international_prefix == "00"
         and metadata.national_prefix_for_parsing == "0"
@@ -257,16 +269,26 @@ def _facts_hold(metadata: PhoneMetadata) -> bool:
         and 9 not in COUNTRY_CODE_TO_REGION_CODE
         and NATIONAL_DIGITS in general.possible_length
         and NATIONAL_DIGITS not in general.possible_length_local_only
+        and (_verdict(general.national_number_pattern, cc, 12) == _NONE).all()
+        and len(leading_digits())
     )
-    if not basics:
-        return False
-    pattern = general.national_number_pattern
-    mobile_leads = pd.Series(list(_MOBILE_LEADING_DIGITS), dtype="str")
-    return bool(
-        (_verdict(pattern, mobile_leads, NATIONAL_DIGITS) == _ALL).all()
-        and (_verdict(pattern, pd.Series([str(COUNTRY_CODE)], dtype="str"), 12) == _NONE).all()
-        and (_verdict(pattern, "0" + mobile_leads, 11) == _NONE).all()
-    )
+
+
+@functools.cache
+def leading_digits() -> str:
+    """First digits of a national number the parsing argument covers: those d for which India's
+    general pattern matches every 10-digit number starting d and no 11-digit one starting 0d."""
+    metadata = PhoneMetadata.metadata_for_region(FAST_PATH_REGION)
+    if metadata is None:
+        return ""
+    pattern = metadata.general_desc.national_number_pattern
+    digits = pd.Series(list(_CANDIDATE_LEADING_DIGITS), dtype="str")
+    try:
+        every = _verdict(pattern, digits, NATIONAL_DIGITS) == _ALL
+        no_trunk_reading = _verdict(pattern, "0" + digits, NATIONAL_DIGITS + 1) == _NONE
+    except ValueError:
+        return ""
+    return "".join(digits[every & no_trunk_reading])
 
 
 def _description_verdicts(description: object, prefixes: pd.Series) -> np.ndarray:

@@ -101,7 +101,10 @@ def normalize_phones(
     """
     options = PhoneOptions(region, mobile_field, tuple(foreign_regions))
     text = as_text(values)
-    arrow_values = pa.array(text.array).cast(pa.string())
+    arrow_values = pa.array(text.array)
+    if isinstance(arrow_values, pa.ChunkedArray):
+        arrow_values = arrow_values.combine_chunks()
+    arrow_values = arrow_values.cast(pa.string())
     count = len(text)
     e164 = pa.nulls(count, pa.string())
     type_code = np.full(count, _NO_CODE, dtype=np.int8)
