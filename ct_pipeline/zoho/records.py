@@ -106,8 +106,7 @@ def read_records(
     cursor = modified_since
     if len(frame):
         cursor = frame[MODIFIED_TIME].max().to_pydatetime()
-    columns = output_columns(wanted, schema)
-    return ZohoRead(records=frame[columns].reset_index(drop=True), cursor=cursor)
+    return ZohoRead(records=_requested_columns(frame, wanted, schema), cursor=cursor)
 
 
 def field_groups(fields: Sequence[str]) -> list[list[str]]:
@@ -153,7 +152,7 @@ def read_deleted(session: ZohoSession, module: str, since: datetime | None) -> p
     headers = {"If-Modified-Since": _http_time(floor - TIME_RESOLUTION)} if floor else {}
     params: dict[str, Any] = {"type": DELETED_TYPE, "per_page": PER_PAGE}
     entries: list[dict[str, Any]] = []
-    for page in _pages(session, module, "deleted", params, headers, CREDITS_PER_DELETED_GET):
+    for page, _ in _pages(session, module, "deleted", params, headers, CREDITS_PER_DELETED_GET):
         entries.extend(page)
     frame = deleted_frame(entries)
     if floor is not None and len(frame):
@@ -252,11 +251,11 @@ def _windows(
         headers = {"If-Modified-Since": _http_time(window_start)} if window_start else {}
         pages = _pages(session, module, None, params, headers, CREDITS_PER_GET)
         try:
-            for page in pages:
+            for page, more in pages:
                 yield page
                 read_in_window += len(page)
                 last_seen = _latest(page, last_seen)
-                if read_in_window >= page_token_cap:
+                if more and read_in_window >= page_token_cap:
                     restart = True
                     break
         except ZohoAPIError as error:
@@ -289,8 +288,9 @@ def _pages(
     params: dict[str, Any],
     headers: dict[str, str],
     credits: int,
-) -> Iterator[list[dict[str, Any]]]:
-    """The `data` of each page of one listing: `page` up to 2,000 records, then `page_token`."""
+) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+    """Each page of one listing as (`data`, `more_records`): `page` up to 2,000 records, then
+    `page_token`."""
     path = session.api_path(module, sub_path) if sub_path else session.api_path(module)
     kind = sub_path or "records"
     page = 1
@@ -307,9 +307,10 @@ def _pages(
         body = _body(response)
         if not body or not body.get("data"):
             return
-        yield body["data"]
         info = body.get("info") or {}
-        if not info.get("more_records"):
+        more = bool(info.get("more_records"))
+        yield body["data"], more
+        if not more:
             return
         page_token = info.get("next_page_token") or None
         if not page_token:
@@ -338,6 +339,18 @@ def _join_chains(frames: list[pd.DataFrame]) -> pd.DataFrame:
         same_version = joined[MODIFIED_TIME] == joined[f"{MODIFIED_TIME}__other"]
         joined = joined[same_version].drop(columns=f"{MODIFIED_TIME}__other")
     return joined[joined[MODIFIED_TIME] <= horizon]
+
+
+def _requested_columns(
+    frame: pd.DataFrame, wanted: list[str], schema: ModuleSchema
+) -> pd.DataFrame:
+    columns = output_columns(wanted, schema)
+    if not set(columns) <= set(frame.columns):
+        # A lookup the schema does not know was flattened from its values: keep what came.
+        columns = [
+            name for name in frame.columns if name != MODIFIED_TIME or MODIFIED_TIME in wanted
+        ]
+    return frame[columns].reset_index(drop=True)
 
 
 def _latest(page: list[dict[str, Any]], current: datetime | None) -> datetime | None:

@@ -54,9 +54,10 @@ class ZohoCRMResource(dg.ConfigurableResource):
     time, and `usage()` reports the calls and estimated API credits spent.
     """
 
-    client_id: str = Field(description="OAuth client id (ZOHO_CLIENT_ID).")
-    client_secret: str = Field(description="OAuth client secret (ZOHO_CLIENT_SECRET).")
-    refresh_token: str = Field(description="OAuth refresh token (ZOHO_REFRESH_TOKEN).")
+    # repr=False: a resource printed in a log or a traceback never shows its credentials.
+    client_id: str = Field(description="OAuth client id (ZOHO_CLIENT_ID).", repr=False)
+    client_secret: str = Field(description="OAuth client secret (ZOHO_CLIENT_SECRET).", repr=False)
+    refresh_token: str = Field(description="OAuth refresh token (ZOHO_REFRESH_TOKEN).", repr=False)
     data_center: str = Field(
         default=DEFAULT_DATA_CENTER,
         description="Zoho data centre of the org: " + ", ".join(DATA_CENTERS) + ".",

@@ -68,6 +68,15 @@ def test_resource_works_inside_a_dagster_run(sandbox_environment, crm):
     assert materialization.metadata["credits"].value > 0
 
 
+def test_printing_a_resource_shows_no_credentials():
+    zoho = ZohoCRMResource(client_id="1000.CLIENT", client_secret="s3cret", refresh_token="1000.rt")
+
+    printed = f"{zoho!r} {zoho!s}"
+
+    assert not any(value in printed for value in ("1000.CLIENT", "s3cret", "1000.rt"))
+    assert "data_center='in'" in printed
+
+
 def test_usage_is_empty_before_any_call():
     zoho = ZohoCRMResource(client_id="i", client_secret="s", refresh_token="t")
 
