@@ -20,6 +20,7 @@ from ct_pipeline.zoho.frames import (
     LOOKUP_PARTS,
     USER_LOOKUP,
     ModuleSchema,
+    concat_unique,
     csv_frame,
     output_columns,
     requested_fields,
@@ -83,9 +84,9 @@ def bulk_read(
         frames.append(csv_frame(table, wanted, schema, lookups))
         logger.info("%s: Bulk Read page %d gave %d records", module, page, len(table))
         page += 1
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    frame = frame.drop_duplicates("id", keep="last").reset_index(drop=True)
-    return frame[output_columns(wanted, schema)]
+    frame = concat_unique(frames)
+    columns = output_columns(wanted, schema)
+    return frame if list(frame.columns) == columns else frame[columns]
 
 
 def bulk_query_fields(fields: Sequence[str], schema: ModuleSchema) -> list[str]:

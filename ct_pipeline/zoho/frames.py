@@ -236,6 +236,18 @@ def csv_frame(
     return pd.DataFrame(columns)
 
 
+def concat_unique(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate frames (emptying the list) and keep the last copy of each id.
+
+    Copies are avoided where they are not needed: at a million rows each one costs ~300 MB.
+    """
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    frames.clear()
+    if not frame["id"].is_unique:
+        frame = frame.drop_duplicates("id", keep="last").reset_index(drop=True)
+    return frame
+
+
 def empty_frame(fields: Sequence[str], schema: ModuleSchema) -> pd.DataFrame:
     """A zero-row DataFrame with exactly the columns and dtypes a read of `fields` produces."""
     return records_frame([], fields, schema)

@@ -280,6 +280,12 @@ class ZohoSession:
             response = exhausted.response
         body = _json_or_none(response)
         if not isinstance(body, dict) or "access_token" not in body:
+            if _is_accounts_throttle(response):
+                raise ZohoAuthError(
+                    f"Zoho accounts server {self.hosts.accounts_url} refuses new access tokens "
+                    "for now (it allows 10 per 10 minutes per refresh token): wait a few "
+                    "minutes; several processes sharing ZOHO_REFRESH_TOKEN each refresh their own"
+                )
             raise ZohoAuthError(self._token_failure_message(response.status_code, body))
         lifetime = float(body.get("expires_in") or body.get("expires_in_sec") or 0)
         if lifetime <= 0:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ct_pipeline.zoho.frames import (
     ModuleSchema,
+    concat_unique,
     deleted_frame,
     output_columns,
     records_frame,
@@ -224,9 +225,8 @@ def _read_chain(
             batch = []
     if batch or not frames:
         frames.append(records_frame(batch, fields, schema))
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     # Windows overlap by a second and records move while we read: keep each id's latest copy.
-    return frame.drop_duplicates("id", keep="last")
+    return concat_unique(frames)
 
 
 def _windows(
@@ -350,7 +350,11 @@ def _requested_columns(
         columns = [
             name for name in frame.columns if name != MODIFIED_TIME or MODIFIED_TIME in wanted
         ]
-    return frame[columns].reset_index(drop=True)
+    if list(frame.columns) != columns:
+        frame = frame[columns]
+    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
+        frame = frame.reset_index(drop=True)
+    return frame
 
 
 def _latest(page: list[dict[str, Any]], current: datetime | None) -> datetime | None:

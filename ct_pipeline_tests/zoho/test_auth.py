@@ -27,6 +27,36 @@ def test_new_resource_instances_reuse_the_cached_token(sandbox):
     assert sandbox.stats()["token_grants"] == 1
 
 
+def test_threads_starting_together_share_one_token_refresh(sandbox):
+    zoho = sandbox.client()
+    start = threading.Barrier(8)
+
+    def probe():
+        start.wait()
+        zoho.has_changes("Contacts", sandbox_start())
+
+    threads = [threading.Thread(target=probe) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sandbox.stats()["token_grants"] == 1
+    assert zoho.usage()["calls"]["records"] == 8
+
+
+def test_accounts_throttle_is_retried_then_explained(start_sandbox):
+    sandbox = start_sandbox(token_grants_per_ten_minutes=1)
+    sandbox.client().has_changes("Contacts", sandbox_start())
+    sandbox.faults(expire_access_tokens=True)
+    zoho = sandbox.client(max_retries=2)
+
+    with pytest.raises(ZohoAuthError, match="10 per 10 minutes"):
+        zoho.has_changes("Contacts", sandbox_start())
+
+    assert zoho.usage()["calls"]["token"] == 3
+
+
 def test_token_expiring_mid_read_is_refreshed_once_and_the_read_completes(start_sandbox, crm):
     sandbox = start_sandbox(response_delay_seconds=0.03)
     zoho = sandbox.client()
