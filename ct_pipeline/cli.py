@@ -52,6 +52,66 @@ def sandbox(zoho_port: int | None, clevertap_port: int | None, contacts: int, se
     running.stop()
 
 
+@main.command()
+@click.option(
+    "--contacts",
+    type=click.IntRange(min=100),
+    default=3_000,
+    show_default=True,
+    help="Synthetic Contacts to seed the sandbox with.",
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed for the data.")
+def demo(contacts: int, seed: int) -> None:
+    """Run the sync end to end against the sandbox and report what happened at each step.
+
+    Starts both emulators, runs nightly_full_sync, edits a few CRM records (a city, a deal
+    stage, a new high-priority Case), runs incremental_sync, and prints counts. The runs are
+    kept in the local Dagster instance (.dagster_home), so `make dev` shows them.
+    """
+    from ct_pipeline.demo import run_demo
+
+    run_demo(contacts=contacts, seed=seed, say=click.echo)
+
+
+@main.command()
+@click.option("--port", type=int, default=3000, show_default=True, help="Port of the Dagster UI.")
+@click.option(
+    "--contacts",
+    type=click.IntRange(min=0),
+    default=3_000,
+    show_default=True,
+    help="Synthetic Contacts to seed the sandbox with.",
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed for the data.")
+def dev(port: int, contacts: int, seed: int) -> None:
+    """Start the Dagster UI and daemon against the sandbox (stop with Ctrl+C)."""
+    import subprocess
+
+    from ct_pipeline.demo import ensure_local_instance
+    from ct_pipeline.sandbox.launch import start_sandbox
+
+    ensure_local_instance()
+    running = start_sandbox(contacts=contacts, seed=seed)
+    environment = {**os.environ, **running.environment()}
+    click.echo(f"Sandbox up; Dagster UI on http://127.0.0.1:{port}", err=True)
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "dev",
+        "-w",
+        "workspace.yaml",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    try:
+        subprocess.run(command, env=environment, check=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+
+
 @main.group()
 def config() -> None:
     """Inspect the sync configuration."""

@@ -10,7 +10,9 @@ import os
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import dagster as dg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -116,6 +118,15 @@ class DealEventSettings(_Section):
     event_name: Annotated[str, Field(min_length=1, max_length=512)] = "Deal Stage Changed"
     stages: Literal["all"] | list[str] = "all"
     campaigns: list[StageCampaign] = []
+    # A deal in one of these stages is over: it no longer sets crm_deal_stage.
+    closed_stages: list[str] = [
+        "Disbursed",
+        "EMI Activated",
+        "Delivered",
+        "Closed Won",
+        "Closed Lost",
+        "Rejected",
+    ]
 
 
 class EscalationSettings(_Section):
@@ -154,6 +165,35 @@ class WritebackSettings(_Section):
     """The CleverTap -> Zoho flow."""
 
     events: list[WritebackEvent] = []
+    # CleverTap's webhook body names no event: each webhook campaign carries it as the value of
+    # this key in its key-value pairs.
+    event_key: Annotated[str, Field(min_length=1, max_length=120)] = "event"
+    # `$event_date` is the event's date in this time zone.
+    timezone: str = "Asia/Kolkata"
+    # Larger webhook bodies are refused (413) before they are read.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 5 * 1024 * 1024
+
+    @field_validator("events")
+    @classmethod
+    def _one_entry_per_event(cls, events: list[WritebackEvent]) -> list[WritebackEvent]:
+        names = [event.event.casefold() for event in events]
+        repeated = sorted(
+            {event.event for event in events if names.count(event.event.casefold()) > 1}
+        )
+        if repeated:
+            raise ValueError(f"events listed twice: {', '.join(repeated)}")
+        return events
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{timezone!r} is not an IANA time zone such as Asia/Kolkata"
+            ) from None
+        return timezone
 
 
 class SyncConfig(_Section):
@@ -167,6 +207,18 @@ class SyncConfig(_Section):
     clevertap: CleverTapSettings = CleverTapSettings()
     quality: QualitySettings = QualitySettings()
     writeback: WritebackSettings = WritebackSettings()
+
+    @model_validator(mode="after")
+    def _writeback_fields_not_synced_forward(self) -> SyncConfig:
+        mapped = {mapping.zoho for mapping in self.profile.mappings}
+        for position, event in enumerate(self.writeback.events):
+            if event.field in mapped:
+                raise ValueError(
+                    f"writeback.events.{position}.field {event.field} is also in "
+                    "profile.mappings: a field written back from CleverTap must not be synced "
+                    "forward, or every write-back would be pushed straight back"
+                )
+        return self
 
 
 def load_sync_config(path: str | os.PathLike[str] | None = None) -> SyncConfig:
@@ -218,3 +270,13 @@ def _describe(problem: Any) -> str:
     elif isinstance(problem.get("input"), str | int | float | bool):
         message = f"{message} (got {problem['input']!r})"
     return f"{key}: {message}"
+
+
+class SyncConfigResource(dg.ConfigurableResource):
+    """The sync configuration, loaded from `path`, `$CT_SYNC_CONFIG` or the packaged example."""
+
+    path: str | None = None
+
+    def load(self) -> SyncConfig:
+        """The validated configuration (raises SyncConfigError naming a bad key)."""
+        return load_sync_config(self.path)

@@ -2,10 +2,24 @@
 
 import dagster as dg
 
-from ct_pipeline.warehouse import WarehouseResource
+from ct_pipeline.assets import ALL_ASSETS
+from ct_pipeline.checks import CHECKS
+from ct_pipeline.jobs import SYNC_JOBS
+from ct_pipeline.resources import environment_resources
+from ct_pipeline.schedules import AUTOMATION_CHECKS, SCHEDULES
+from ct_pipeline.sensors import SENSORS
 
-defs = dg.Definitions(
-    resources={
-        "warehouse": WarehouseResource(),
-    },
-)
+
+def build_definitions() -> dg.Definitions:
+    """The code location's definitions, with resources read from the environment now."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=[*CHECKS, *AUTOMATION_CHECKS],
+        jobs=SYNC_JOBS,
+        schedules=SCHEDULES,
+        sensors=SENSORS,
+        resources=environment_resources(),
+    )
+
+
+defs = build_definitions()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ct_pipeline.sandbox import credentials
 from ct_pipeline.sandbox.server import RunningServer, start_in_thread
+from ct_pipeline.sandbox.synthetic import SyntheticCrm
 
 
 @dataclass
@@ -47,15 +48,21 @@ def start_sandbox(
     clevertap_port: int | None = 0,
     contacts: int = 2_000,
     seed: int = 0,
+    crm: SyntheticCrm | None = None,
 ) -> RunningSandbox:
-    """Serve the emulators in threads; a port of None skips that emulator, 0 picks a free one."""
+    """Serve the emulators in threads; a port of None skips that emulator, 0 picks a free one.
+
+    The Zoho emulator serves `crm` when given (it takes ownership), else `contacts` synthetic
+    contacts generated from `seed`.
+    """
     from ct_pipeline.sandbox.clevertap_emulator import create_clevertap_app
     from ct_pipeline.sandbox.synthetic import generate_crm
     from ct_pipeline.sandbox.zoho_emulator import create_zoho_app
 
     zoho = None
     if zoho_port is not None:
-        zoho = start_in_thread(create_zoho_app(generate_crm(contacts, seed=seed)), port=zoho_port)
+        crm = crm if crm is not None else generate_crm(contacts, seed=seed)
+        zoho = start_in_thread(create_zoho_app(crm), port=zoho_port)
     clevertap = None
     if clevertap_port is not None:
         clevertap = start_in_thread(create_clevertap_app(), port=clevertap_port)

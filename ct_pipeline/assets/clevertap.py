@@ -1,0 +1,611 @@
+"""From profile attributes and deal stages to CleverTap: events, upload batches, and the uploads.
+
+Profiles are pushed when their payload hash differs from the one CleverTap last accepted. Deal
+stage changes become events in the event outbox, in the transaction that advances the stage
+snapshot; the event upload marks a batch `sending` before its request leaves and `sent` only
+once CleverTap accepted it, so a retry never sends an accepted event twice.
+"""
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from ct_pipeline.assets.common import (
+    CLEVERTAP_POOL,
+    OWNERS,
+    WAREHOUSE_KIND,
+    is_dry_run,
+    mask_identity,
+    warehouse_table_metadata,
+)
+from ct_pipeline.assets.identity import MEMBERS_TABLE, PUSH, duplicate_profiles
+from ct_pipeline.assets.segments import TABLE as PROFILE_TABLE
+from ct_pipeline.assets.segments import profile_attributes
+from ct_pipeline.assets.zoho import TABLES, zoho_deals
+from ct_pipeline.clevertap import CleverTapResource, UploadItem
+from ct_pipeline.clevertap.payloads import build_event_record, build_profile_record
+from ct_pipeline.clevertap.results import BatchResult
+from ct_pipeline.config import SyncConfig, SyncConfigResource
+from ct_pipeline.warehouse import WarehouseResource, WarehouseTransaction
+from ct_pipeline.warehouse.state import (
+    HELD,
+    PENDING,
+    REJECTED,
+    SENDING,
+    SENT,
+    STAGE_SNAPSHOT,
+    clear_rejections,
+    count_attempt,
+    enqueue_outbox,
+    pushed_hashes,
+    read_outbox,
+    read_stage_snapshot,
+    record_accepted_profiles,
+    record_rejections,
+    set_outbox_status,
+)
+
+GROUP = "clevertap"
+EVENTS_TABLE = "deal_stage_events"
+PROFILE_BATCHES = "clevertap_profile_batches"
+EVENT_BATCHES = "clevertap_event_batches"
+PROFILE_OUTCOMES = "clevertap_profile_outcomes"
+EVENT_OUTCOMES = "clevertap_event_outcomes"
+EVENT_KIND = "event"
+CAMPAIGN_KIND = "campaign"
+# Profile columns that are bookkeeping, not CleverTap properties.
+NOT_PROFILE_DATA = {"identity", "identity_kind", "modified_time"}
+PREVIEW_ROWS = 10
+
+
+@dg.asset(
+    name=EVENTS_TABLE,
+    group_name=GROUP,
+    deps=[zoho_deals, duplicate_profiles],
+    kinds={"pandas", WAREHOUSE_KIND},
+    owners=OWNERS,
+    description=(
+        "Deal stage transitions since the stored stage snapshot, each a `Deal Stage Changed` "
+        "event carrying stage_name and previous_stage. They are written to the event outbox in "
+        "the transaction that advances the snapshot. The first sync only records the snapshot: "
+        "nobody is notified about a stage reached months ago."
+    ),
+)
+def deal_stage_events(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    sync_config: SyncConfigResource,
+) -> dg.MaterializeResult:
+    config = sync_config.load()
+    deals = warehouse.read_table(TABLES["Deals"])
+    snapshot = read_stage_snapshot(warehouse)
+    identities = _push_identity_by_contact(warehouse)
+    first_sync = not warehouse.table_exists(STAGE_SNAPSHOT)
+
+    events = pd.DataFrame() if first_sync else stage_transitions(deals, snapshot, config)
+    outbox = outbox_rows(events, identities, config) if len(events) else pd.DataFrame()
+    current = _snapshot_rows(deals)
+    with warehouse.transaction() as tx:
+        queued = enqueue_outbox(tx, outbox)
+        tx.upsert(STAGE_SNAPSHOT, current, key=["deal_id"])
+        tx.replace_table(EVENTS_TABLE, _events_table(outbox), key=["event_id"])
+
+    held = int((outbox["status"] == HELD).sum()) if len(outbox) else 0
+    found = "first sync: snapshot recorded, no events" if first_sync else f"{len(events)} moves"
+    context.log.info(f"{found}; {queued} outbox rows queued, {held} held")
+    return dg.MaterializeResult(
+        metadata={
+            **warehouse_table_metadata(warehouse, EVENTS_TABLE),
+            "first sync": first_sync,
+            "transitions": len(events),
+            "outbox rows queued": queued,
+            "held (no identity)": held,
+            "deals in snapshot": len(current),
+        }
+    )
+
+
+def stage_transitions(
+    deals: pd.DataFrame, snapshot: pd.DataFrame, config: SyncConfig
+) -> pd.DataFrame:
+    """Deals whose stage differs from the snapshot (new deals too), with `previous_stage`."""
+    if deals.empty:
+        return pd.DataFrame()
+    previous = snapshot.set_index("deal_id")["stage"]
+    current = deals.assign(previous_stage=deals["id"].map(previous))
+    moved = current[
+        current["previous_stage"].isna() | (current["Stage"] != current["previous_stage"])
+    ]
+    moved = moved[moved["Stage"].notna()]
+    wanted = config.deal_events.stages
+    if wanted != "all":
+        moved = moved[moved["Stage"].isin(wanted)]
+    return moved.reset_index(drop=True)
+
+
+def outbox_rows(events: pd.DataFrame, identities: pd.Series, config: SyncConfig) -> pd.DataFrame:
+    """Outbox rows for stage events and the campaigns their stages trigger."""
+    campaigns = {c.stage: c.campaign_id for c in config.deal_events.campaigns}
+    rows: list[dict[str, Any]] = []
+    for deal in events.itertuples(index=False):
+        contact_id = _text(getattr(deal, "Contact_Name_id", None))
+        identity = identities.get(contact_id) if contact_id else None
+        event_time = pd.Timestamp(deal.Modified_Time).tz_convert(UTC)
+        previous = _text(deal.previous_stage)
+        properties = {
+            "stage_name": deal.Stage,
+            "previous_stage": previous or "",
+            "deal_value_inr": _number(getattr(deal, "Amount", None)),
+            "product_category": _text(getattr(deal, "Product_Category", None)),
+            "pipeline": _text(getattr(deal, "Pipeline", None)),
+            "deal_id": deal.id,
+            "account_manager": _text(getattr(deal, "Owner_name", None)),
+        }
+        event_id = _event_id(deal.id, previous, deal.Stage, event_time)
+        base = {
+            "deal_id": deal.id,
+            "contact_id": contact_id,
+            "identity": identity,
+            "event_time": event_time,
+            "status": PENDING if identity else HELD,
+            "reason": None if identity else "no_pushed_identity_for_contact",
+        }
+        rows.append(
+            base
+            | {
+                "event_id": event_id,
+                "kind": EVENT_KIND,
+                "name": config.deal_events.event_name,
+                "payload": _json({k: v for k, v in properties.items() if v is not None}),
+            }
+        )
+        campaign_id = campaigns.get(deal.Stage)
+        if campaign_id:
+            rows.append(
+                base
+                | {
+                    "event_id": _digest(f"campaign|{campaign_id}|{event_id}"),
+                    "kind": CAMPAIGN_KIND,
+                    "name": campaign_id,
+                    "payload": _json(
+                        {
+                            "stage_name": deal.Stage,
+                            "deal_id": deal.id,
+                            "previous_stage": previous or "",
+                        }
+                    ),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
+    return frame
+
+
+@dg.asset(
+    name=PROFILE_BATCHES,
+    group_name=GROUP,
+    deps=[profile_attributes],
+    kinds={"pandas", "clevertap", WAREHOUSE_KIND},
+    owners=OWNERS,
+    description=(
+        "The CleverTap profile records that changed since CleverTap last accepted them "
+        "(compared by payload hash per identity), numbered into upload batches of at most the "
+        "configured batch size. A second run with no CRM change holds nothing."
+    ),
+)
+def clevertap_profile_batches(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    sync_config: SyncConfigResource,
+) -> dg.MaterializeResult:
+    config = sync_config.load()
+    profiles = warehouse.read_table(PROFILE_TABLE)
+    batches = changed_profile_records(profiles, pushed_hashes(warehouse), config)
+    warehouse.replace_table(PROFILE_BATCHES, batches, key=["identity"])
+
+    context.log.info(f"{len(batches)} of {len(profiles)} profiles changed since the last push")
+    return dg.MaterializeResult(
+        metadata={
+            **warehouse_table_metadata(warehouse, PROFILE_BATCHES),
+            "profiles": len(profiles),
+            "changed": len(batches),
+            "unchanged": len(profiles) - len(batches),
+            "batches": int(batches["batch"].nunique()) if len(batches) else 0,
+            "batch size": config.clevertap.batch_size,
+        }
+    )
+
+
+def changed_profile_records(
+    profiles: pd.DataFrame, pushed: pd.Series, config: SyncConfig
+) -> pd.DataFrame:
+    """Profile records whose hash differs from the last accepted one, numbered into batches."""
+    columns = ["batch", "identity", "contact_id", "payload_hash", "record"]
+    if profiles.empty:
+        return pd.DataFrame({c: pd.Series(dtype="str") for c in columns}).astype({"batch": "int64"})
+    properties = [c for c in profiles.columns if c not in NOT_PROFILE_DATA]
+    records: list[str] = []
+    hashes: list[str] = []
+    for row in profiles[["identity", "modified_time", *properties]].itertuples(index=False):
+        profile_data = {
+            key: value for key, value in zip(properties, row[2:], strict=True) if _present(value)
+        }
+        record = build_profile_record(row[0], profile_data, _moment(row[1]))
+        hashes.append(_digest(_json(record["profileData"])))
+        records.append(_json(record))
+    frame = pd.DataFrame(
+        {
+            "identity": profiles["identity"].astype("str"),
+            "contact_id": profiles["crm_contact_id"].astype("str"),
+            "payload_hash": hashes,
+            "record": records,
+        }
+    )
+    changed = frame[frame["payload_hash"] != frame["identity"].map(pushed)].reset_index(drop=True)
+    changed.insert(0, "batch", (changed.index // config.clevertap.batch_size).astype("int64"))
+    return changed
+
+
+@dg.asset(
+    name="clevertap_profile_sync",
+    group_name=GROUP,
+    deps=[clevertap_profile_batches],
+    kinds={"clevertap"},
+    pool=CLEVERTAP_POOL,
+    owners=OWNERS,
+    description=(
+        "Uploads the changed profiles to CleverTap (/1/upload). Each record's outcome is "
+        "written back as its batch finishes: accepted advances the stored payload hash; "
+        "rejected is kept in clevertap_rejections with CleverTap's code and error and the Zoho "
+        "id; failed stays changed and is sent by the next run. A dry run sends nothing."
+    ),
+)
+def clevertap_profile_sync(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    clevertap: CleverTapResource,
+) -> dg.MaterializeResult:
+    batches = warehouse.read_table(PROFILE_BATCHES)
+    dry_run = is_dry_run(context) or clevertap.dry_run
+    client = clevertap.model_copy(update={"dry_run": dry_run})
+    items = [
+        UploadItem(key=row.identity, record=json.loads(row.record))
+        for row in batches.itertuples(index=False)
+    ]
+    by_identity = batches.set_index("identity")
+    outcomes: list[pd.DataFrame] = []
+
+    def record_batch(result: BatchResult) -> None:
+        frame = _outcome_frame(result, by_identity)
+        outcomes.append(frame)
+        if dry_run:
+            return
+        with warehouse.transaction() as tx:
+            _record_profile_outcomes(tx, frame, context.run_id)
+
+    report = client.upload(items, on_batch_done=record_batch)
+    every = (
+        pd.concat(outcomes, ignore_index=True) if outcomes else _outcome_frame(None, by_identity)
+    )
+    warehouse.replace_table(PROFILE_OUTCOMES, every.drop(columns=["payload_hash"]))
+    if report.fatal_error:
+        raise dg.Failure(description=f"CleverTap refused the upload: {report.fatal_error}")
+    return dg.MaterializeResult(
+        metadata=_sync_metadata(report.counts, report.requests, every, dry_run)
+    )
+
+
+def _record_profile_outcomes(tx: WarehouseTransaction, frame: pd.DataFrame, run_id: str) -> None:
+    accepted = frame[frame["outcome"] == "accepted"]
+    record_accepted_profiles(
+        tx, accepted.rename(columns={"key": "identity"})[["identity", "payload_hash", "contact_id"]]
+    )
+    clear_rejections(tx, "profile", accepted["key"].tolist())
+    rejected = frame[frame["outcome"].isin(["rejected", "rejected_locally"])]
+    record_rejections(tx, _rejection_rows(rejected, "profile", run_id))
+
+
+@dg.asset(
+    name=EVENT_BATCHES,
+    group_name=GROUP,
+    deps=[deal_stage_events],
+    kinds={"pandas", "clevertap", WAREHOUSE_KIND},
+    owners=OWNERS,
+    description=(
+        "The outbox events and campaign triggers waiting to be sent, in batches. Events a "
+        "previous run sent without recording CleverTap's answer (it died mid-upload) have an "
+        "unknown outcome: they are resent or held for review, as clevertap.unknown_outcome_policy "
+        "says, and counted here."
+    ),
+)
+def clevertap_event_batches(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    sync_config: SyncConfigResource,
+) -> dg.MaterializeResult:
+    config = sync_config.load()
+    unknown = read_outbox(warehouse, [SENDING])
+    if len(unknown):
+        policy = config.clevertap.unknown_outcome_policy
+        status = PENDING if policy == "resend" else HELD
+        with warehouse.transaction() as tx:
+            set_outbox_status(
+                tx,
+                pd.DataFrame(
+                    {"event_id": unknown["event_id"], "status": status, "reason": "unknown_outcome"}
+                ),
+            )
+        context.log.warning(
+            f"{len(unknown)} outbox rows had an unknown outcome; policy {policy}: "
+            f"{'sending them again' if policy == 'resend' else 'held for review'}"
+        )
+    pending = read_outbox(warehouse, [PENDING])
+    batches = pending.assign(batch=(pd.RangeIndex(len(pending)) // config.clevertap.batch_size))
+    warehouse.replace_table(
+        EVENT_BATCHES,
+        batches[
+            ["batch", "event_id", "kind", "name", "identity", "deal_id", "payload", "event_time"]
+        ],
+        key=["event_id"],
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **warehouse_table_metadata(warehouse, EVENT_BATCHES),
+            "pending events": int((pending["kind"] == EVENT_KIND).sum()),
+            "pending campaign triggers": int((pending["kind"] == CAMPAIGN_KIND).sum()),
+            "unknown outcomes found": len(unknown),
+            "unknown outcome policy": config.clevertap.unknown_outcome_policy,
+        }
+    )
+
+
+@dg.asset(
+    name="clevertap_event_sync",
+    group_name=GROUP,
+    deps=[clevertap_event_batches],
+    kinds={"clevertap"},
+    pool=CLEVERTAP_POOL,
+    owners=OWNERS,
+    description=(
+        "Sends the pending outbox: events through /1/upload one batch at a time, then campaign "
+        "triggers through /1/send/externaltrigger.json. Rows are marked sending before their "
+        "request leaves and sent only after CleverTap accepted them; rejected rows keep "
+        "CleverTap's code and error. Uncertain failures are not retried blindly."
+    ),
+)
+def clevertap_event_sync(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    clevertap: CleverTapResource,
+) -> dg.MaterializeResult:
+    batches = warehouse.read_table(EVENT_BATCHES)
+    dry_run = is_dry_run(context) or clevertap.dry_run
+    client = clevertap.model_copy(update={"dry_run": dry_run})
+    events = batches[batches["kind"] == EVENT_KIND] if len(batches) else batches
+    campaigns = batches[batches["kind"] == CAMPAIGN_KIND] if len(batches) else batches
+    counts = {"accepted": 0, "rejected": 0, "rejected_locally": 0, "failed": 0, "dry_run": 0}
+    requests = 0
+    outcomes: list[pd.DataFrame] = []
+    by_id = batches.set_index("event_id") if len(batches) else batches
+
+    for _, batch in events.groupby("batch") if len(events) else []:
+        items = [
+            UploadItem(key=row.event_id, record=_event_record(row, context))
+            for row in batch.itertuples(index=False)
+        ]
+        if not dry_run:
+            with warehouse.transaction() as tx:
+                count_attempt(tx, batch["event_id"].tolist())
+        report = client.upload(items, retry_uncertain=False)
+        requests += report.requests
+        frame = _event_outcome_frame(report.as_frame(), by_id)
+        outcomes.append(frame)
+        for name, count in report.counts.items():
+            counts[name] += count
+        if not dry_run:
+            with warehouse.transaction() as tx:
+                _record_event_outcomes(tx, frame, context.run_id)
+        if report.fatal_error:
+            raise dg.Failure(description=f"CleverTap refused the upload: {report.fatal_error}")
+
+    for row in campaigns.itertuples(index=False):
+        if not dry_run:
+            with warehouse.transaction() as tx:
+                count_attempt(tx, [row.event_id])
+        properties = json.loads(row.payload)
+        result = client.trigger_campaign(row.name, [row.identity], properties)
+        requests += result.requests
+        status = {"accepted": SENT, "dry_run": PENDING}.get(result.status, PENDING)
+        counts[result.status if result.status != "failed" else "failed"] += 1
+        if not dry_run:
+            with warehouse.transaction() as tx:
+                set_outbox_status(
+                    tx,
+                    pd.DataFrame(
+                        {
+                            "event_id": [row.event_id],
+                            "status": [status],
+                            "code": [result.code],
+                            "error": [result.error],
+                        }
+                    ),
+                )
+
+    every = pd.concat(outcomes, ignore_index=True) if outcomes else pd.DataFrame()
+    warehouse.replace_table(EVENT_OUTCOMES, every) if len(every) else None
+    return dg.MaterializeResult(metadata=_sync_metadata(counts, requests, every, dry_run))
+
+
+def _record_event_outcomes(tx: WarehouseTransaction, frame: pd.DataFrame, run_id: str) -> None:
+    status = frame["outcome"].map(
+        {"accepted": SENT, "rejected": REJECTED, "rejected_locally": REJECTED}
+    )
+    # A failure CleverTap may have processed stays `sending`: an unknown outcome for the policy.
+    failed = frame["outcome"] == "failed"
+    status = status.where(~failed, frame["maybe_delivered"].map({True: SENDING, False: PENDING}))
+    set_outbox_status(
+        tx,
+        pd.DataFrame(
+            {
+                "event_id": frame["key"],
+                "status": status,
+                "code": frame["code"],
+                "error": frame["error"],
+            }
+        ),
+    )
+    clear_rejections(tx, "event", frame.loc[frame["outcome"] == "accepted", "key"].tolist())
+    rejected = frame[frame["outcome"].isin(["rejected", "rejected_locally"])]
+    record_rejections(tx, _rejection_rows(rejected, "event", run_id))
+
+
+def _event_record(row: Any, context: dg.AssetExecutionContext) -> dict[str, Any]:
+    return build_event_record(
+        row.identity, row.name, json.loads(row.payload), _moment(row.event_time)
+    )
+
+
+def _outcome_frame(result: BatchResult | None, by_identity: pd.DataFrame) -> pd.DataFrame:
+    outcomes = result.outcomes if result is not None else ()
+    frame = pd.DataFrame(
+        {
+            "key": pd.array([o.key for o in outcomes], dtype="str"),
+            "outcome": pd.array([o.outcome for o in outcomes], dtype="str"),
+            "code": pd.array([o.code for o in outcomes], dtype="Int64"),
+            "error": pd.array([o.error for o in outcomes], dtype="str"),
+            "batch": pd.array([o.batch for o in outcomes], dtype="Int64"),
+        }
+    )
+    frame["contact_id"] = frame["key"].map(by_identity["contact_id"]).astype("str")
+    frame["payload_hash"] = frame["key"].map(by_identity["payload_hash"]).astype("str")
+    return frame
+
+
+def _event_outcome_frame(report: pd.DataFrame, by_id: pd.DataFrame) -> pd.DataFrame:
+    frame = report.copy()
+    frame["contact_id"] = frame["key"].map(by_id["deal_id"]).astype("str")
+    return frame
+
+
+def _rejection_rows(rejected: pd.DataFrame, kind: str, run_id: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "record_key": rejected["key"].astype("str"),
+            "kind": kind,
+            "zoho_id": rejected["contact_id"].astype("str"),
+            "outcome": rejected["outcome"].astype("str"),
+            "code": rejected["code"].astype("Int64"),
+            "error": rejected["error"].astype("str"),
+            "run_id": run_id,
+        }
+    )
+
+
+def _sync_metadata(
+    counts: dict[str, int], requests: int, outcomes: pd.DataFrame, dry_run: bool
+) -> dict[str, Any]:
+    sent = counts.get("accepted", 0) + counts.get("rejected", 0)
+    rejected = counts.get("rejected", 0) + counts.get("rejected_locally", 0)
+    metadata: dict[str, Any] = {
+        "dry run": dry_run,
+        "accepted": counts.get("accepted", 0),
+        "rejected by CleverTap": counts.get("rejected", 0),
+        "rejected locally": counts.get("rejected_locally", 0),
+        "failed after retries": counts.get("failed", 0),
+        "would send (dry run)": counts.get("dry_run", 0),
+        "clevertap requests": requests,
+        "rejection share": round(rejected / max(sent + counts.get("rejected_locally", 0), 1), 4),
+    }
+    refused = (
+        outcomes[outcomes["outcome"].isin(["rejected", "rejected_locally"])]
+        if len(outcomes)
+        else outcomes
+    )
+    if len(refused):
+        preview = refused.head(PREVIEW_ROWS)
+        metadata["rejections (preview)"] = dg.MetadataValue.md(
+            pd.DataFrame(
+                {
+                    "record": preview["key"].map(mask_identity),
+                    "zoho id": preview["contact_id"],
+                    "code": preview["code"],
+                    "error": preview["error"].map(_scrub),
+                }
+            ).to_markdown(index=False)
+        )
+    return metadata
+
+
+def _push_identity_by_contact(warehouse: WarehouseResource) -> pd.Series:
+    """The identity each Contact's profile is pushed under (its duplicate group's canonical)."""
+    members = warehouse.read_table(MEMBERS_TABLE)
+    if members.empty:
+        return pd.Series(dtype="str")
+    pushed = members[(members["status"] == PUSH) & (members["module"] == "Contacts")]
+    return pushed.set_index("zoho_id")["canonical_identity"].astype("str")
+
+
+def _snapshot_rows(deals: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "deal_id": deals["id"].astype("str"),
+            "stage": deals["Stage"].astype("str"),
+            "modified_time": pd.to_datetime(deals["Modified_Time"], utc=True),
+        }
+    )
+
+
+def _events_table(outbox: pd.DataFrame) -> pd.DataFrame:
+    columns = ["event_id", "kind", "name", "deal_id", "contact_id", "status", "reason", "payload"]
+    if outbox.empty:
+        return pd.DataFrame({c: pd.Series(dtype="str") for c in [*columns, "event_time"]})
+    return outbox[[*columns, "event_time"]]
+
+
+def _event_id(deal_id: str, previous: str | None, stage: str, moment: pd.Timestamp) -> str:
+    return _digest(f"{deal_id}|{previous or ''}|{stage}|{moment.isoformat()}")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _moment(value: Any) -> datetime:
+    if not _present(value):
+        return datetime.now(UTC)
+    return pd.Timestamp(value).tz_convert(UTC).to_pydatetime()
+
+
+def _present(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return False
+    return not (isinstance(value, float) and value != value)
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if _present(value) and str(value) != "" else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if _present(value) else None
+
+
+def _scrub(error: Any) -> str:
+    """CleverTap's error text for display, with anything like a phone number or email masked."""
+    if not _present(error):
+        return ""
+    text = _EMAIL_LIKE.sub("<email>", str(error))
+    return _DIGITS_LIKE.sub("<number>", text)[:160]
+
+
+_EMAIL_LIKE = re.compile(r"[^\s@]+@[^\s@]+")
+_DIGITS_LIKE = re.compile(r"\+?\d[\d\s-]{5,}\d")

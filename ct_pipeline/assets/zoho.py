@@ -1,0 +1,213 @@
+"""Raw Zoho CRM records, one table per module, kept in step incrementally or by full refresh."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from ct_pipeline.assets.common import (
+    WAREHOUSE_KIND,
+    ZOHO_POOL,
+    is_full_refresh,
+    warehouse_table_metadata,
+)
+from ct_pipeline.config import SyncConfigResource
+from ct_pipeline.warehouse import WarehouseResource
+from ct_pipeline.warehouse.state import read_cursor, write_cursor
+from ct_pipeline.zoho import ZohoCRMResource
+
+GROUP = "zoho"
+DELETED_RECORDS = "zoho_deleted_records"
+LOOKUP_FIELDS = ("Owner", "Account_Name", "Contact_Name", "Related_To")
+
+# The fields each module is read with, beyond those the profile mappings add. Lookups come back
+# flattened as <Field>_id and <Field>_name.
+MODULE_FIELDS: dict[str, list[str]] = {
+    "Contacts": [
+        "First_Name",
+        "Last_Name",
+        "Full_Name",
+        "Email",
+        "Secondary_Email",
+        "Phone",
+        "Mobile",
+        "Mailing_City",
+        "Owner",
+        "Account_Name",
+        "Created_Time",
+        "Modified_Time",
+    ],
+    "Leads": [
+        "Full_Name",
+        "Email",
+        "Phone",
+        "Mobile",
+        "City",
+        "Lead_Status",
+        "Converted__s",
+        "Owner",
+        "Created_Time",
+        "Modified_Time",
+    ],
+    "Deals": [
+        "Deal_Name",
+        "Pipeline",
+        "Stage",
+        "Amount",
+        "Closing_Date",
+        "Product_Category",
+        "Contact_Name",
+        "Owner",
+        "Created_Time",
+        "Modified_Time",
+    ],
+    "Cases": [
+        "Case_Number",
+        "Subject",
+        "Status",
+        "Priority",
+        "Related_To",
+        "Owner",
+        "Created_Time",
+        "Modified_Time",
+    ],
+}
+TABLES = {module: f"zoho_{module.lower()}" for module in MODULE_FIELDS}
+
+
+def requested_fields(module: str, mapped_fields: list[str]) -> list[str]:
+    """The Zoho fields to read: the module's own, plus mapped fields (lookups by their base)."""
+    fields = list(MODULE_FIELDS[module])
+    for name in mapped_fields:
+        base = _lookup_base(name)
+        if base not in fields:
+            fields.append(base)
+    return fields
+
+
+def _lookup_base(name: str) -> str:
+    for lookup in LOOKUP_FIELDS:
+        if name in (f"{lookup}_id", f"{lookup}_name", f"{lookup}_email"):
+            return lookup
+    return name
+
+
+def _module_asset(module: str) -> dg.AssetsDefinition:
+    table = TABLES[module]
+
+    @dg.asset(
+        name=table,
+        group_name=GROUP,
+        kinds={"zoho", "pandas", WAREHOUSE_KIND},
+        pool=ZOHO_POOL,
+        owners=["team:data-engineering"],
+        description=(
+            f"Zoho CRM {module}, one row per record id, as the CRM holds them now. Incremental "
+            "runs read what changed since the stored Modified_Time cursor and apply deletions; "
+            "a full refresh (the nightly job) re-reads the module, with Bulk Read when large."
+        ),
+    )
+    def _extract(
+        context: dg.AssetExecutionContext,
+        zoho: ZohoCRMResource,
+        warehouse: WarehouseResource,
+        sync_config: SyncConfigResource,
+    ) -> dg.MaterializeResult:
+        config = sync_config.load()
+        if module not in config.zoho.modules:
+            context.log.info(f"{module} is not in zoho.modules; nothing read")
+            return dg.MaterializeResult(metadata={"skipped": True})
+        mapped = [m.zoho for m in config.profile.mappings] if module == "Contacts" else []
+        fields = requested_fields(module, mapped)
+        started = datetime.now(UTC)
+        cursor = read_cursor(warehouse, module)
+        full = is_full_refresh(context) or cursor is None or not warehouse.table_exists(table)
+
+        if full:
+            summary = _full_refresh(context, zoho, warehouse, module, table, fields, started)
+        else:
+            summary = _incremental(zoho, warehouse, module, table, fields, cursor)
+        context.log.info(
+            f"{module}: {summary['records read']} read, {summary['records deleted']} deleted "
+            f"({'full refresh' if full else 'incremental'})"
+        )
+        usage = zoho.usage()
+        return dg.MaterializeResult(
+            metadata={
+                **summary,
+                "mode": "full refresh" if full else "incremental",
+                "zoho calls (resource total)": usage.get("calls", 0),
+                "zoho credits (resource total)": usage.get("credits", 0),
+                **warehouse_table_metadata(warehouse, table),
+            }
+        )
+
+    return _extract
+
+
+def _full_refresh(
+    context: dg.AssetExecutionContext,
+    zoho: ZohoCRMResource,
+    warehouse: WarehouseResource,
+    module: str,
+    table: str,
+    fields: list[str],
+    started: datetime,
+) -> dict[str, int]:
+    records = zoho.read_all(module, fields)
+    previous_ids = (
+        set(warehouse.read_table(table, columns=["id"])["id"])
+        if warehouse.table_exists(table)
+        else set()
+    )
+    vanished = sorted(previous_ids - set(records["id"]))
+    cursor = _max_time(records["Modified_Time"]) if len(records) else started
+    with warehouse.transaction() as tx:
+        tx.replace_table(table, records, key=["id"])
+        _record_deletions(tx, module, pd.DataFrame({"id": vanished, "deleted_time": started}))
+        write_cursor(tx, module, cursor)
+        write_cursor(tx, module, started, kind="deleted")
+    context.log.debug(f"{module}: cursor now {cursor.isoformat()}")
+    return {"records read": len(records), "records deleted": len(vanished)}
+
+
+def _incremental(
+    zoho: ZohoCRMResource,
+    warehouse: WarehouseResource,
+    module: str,
+    table: str,
+    fields: list[str],
+    cursor: datetime,
+) -> dict[str, int]:
+    read = zoho.read_records(module, fields, modified_since=cursor)
+    deleted_since = read_cursor(warehouse, module, kind="deleted") or cursor
+    deleted = zoho.read_deleted(module, since=deleted_since)
+    with warehouse.transaction() as tx:
+        tx.upsert(table, read.records, key=["id"])
+        removed = tx.delete_keys(table, "id", deleted["id"].tolist())
+        _record_deletions(tx, module, deleted[["id", "deleted_time"]])
+        if read.cursor is not None:
+            write_cursor(tx, module, read.cursor)
+        if len(deleted):
+            write_cursor(tx, module, _max_time(deleted["deleted_time"]), kind="deleted")
+    return {"records read": len(read.records), "records deleted": removed}
+
+
+def _record_deletions(tx, module: str, deleted: pd.DataFrame) -> None:
+    if deleted.empty:
+        return
+    rows = deleted.assign(module=module)[["module", "id", "deleted_time"]]
+    rows["deleted_time"] = pd.to_datetime(rows["deleted_time"], utc=True)
+    tx.upsert(DELETED_RECORDS, rows, key=["module", "id"])
+
+
+def _max_time(values: pd.Series) -> datetime:
+    return pd.to_datetime(values, utc=True).max().to_pydatetime()
+
+
+zoho_contacts = _module_asset("Contacts")
+zoho_leads = _module_asset("Leads")
+zoho_deals = _module_asset("Deals")
+zoho_cases = _module_asset("Cases")
+
+ZOHO_ASSETS = [zoho_contacts, zoho_leads, zoho_deals, zoho_cases]

@@ -1,0 +1,208 @@
+"""Data-quality checks on the sync's tables; the blocking ones stop bad data before CleverTap."""
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+
+from ct_pipeline.assets.clevertap import (
+    PROFILE_BATCHES,
+    clevertap_event_batches,
+    clevertap_profile_batches,
+    clevertap_profile_sync,
+)
+from ct_pipeline.assets.identity import (
+    IDENTITIES_TABLE,
+    MEMBERS_TABLE,
+    PUSH,
+    contact_identities,
+    duplicate_profiles,
+)
+from ct_pipeline.assets.segments import TABLE as PROFILE_TABLE
+from ct_pipeline.assets.segments import profile_attributes
+from ct_pipeline.assets.zoho import TABLES, zoho_contacts
+from ct_pipeline.config import CLEVERTAP_MAX_BATCH, SyncConfigResource
+from ct_pipeline.identity import normalize_phones
+from ct_pipeline.warehouse import WarehouseResource
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+E164_PATTERN = r"^\+[1-9]\d{6,14}$"
+
+
+@dg.asset_check(
+    asset=zoho_contacts,
+    blocking=True,
+    description=(
+        "Every Zoho field the profile mappings read is a column of zoho_contacts. A field "
+        "renamed or removed in Zoho fails here, naming the field, instead of silently pushing "
+        "empty properties."
+    ),
+)
+def mapped_fields_present(
+    warehouse: WarehouseResource, sync_config: SyncConfigResource
+) -> dg.AssetCheckResult:
+    config = sync_config.load()
+    columns = set(warehouse.read_sql(f"SELECT * FROM {TABLES['Contacts']} WHERE 1 = 0").columns)
+    missing = [m.zoho for m in config.profile.mappings if m.zoho not in columns]
+    return dg.AssetCheckResult(
+        passed=not missing,
+        description=(
+            f"mapped fields missing from zoho_contacts: {', '.join(missing)}" if missing else None
+        ),
+        metadata={"mapped fields": len(config.profile.mappings), "missing": ", ".join(missing)},
+    )
+
+
+@dg.asset_check(
+    asset=contact_identities,
+    blocking=True,
+    description=(
+        "The share of Contacts with a usable CleverTap identity is at least "
+        "quality.identity_coverage_floor: a sudden drop means a broken field or import."
+    ),
+)
+def identity_coverage(
+    warehouse: WarehouseResource, sync_config: SyncConfigResource
+) -> dg.AssetCheckResult:
+    floor = sync_config.load().quality.identity_coverage_floor
+    coverage = warehouse.read_sql(
+        f"SELECT COUNT(*) AS records, COUNT(identity) AS identified FROM {IDENTITIES_TABLE} "
+        "WHERE module = 'Contacts'"
+    ).iloc[0]
+    share = float(coverage["identified"]) / max(int(coverage["records"]), 1)
+    return dg.AssetCheckResult(
+        passed=share >= floor or int(coverage["records"]) == 0,
+        metadata={
+            "coverage": round(share, 4),
+            "floor": floor,
+            "contacts": int(coverage["records"]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=duplicate_profiles,
+    blocking=True,
+    description=(
+        "No CleverTap identity is claimed by two different canonical people: CleverTap would "
+        "merge them, and its merges cannot be undone."
+    ),
+)
+def no_identity_claimed_twice(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    members = warehouse.read_table(
+        MEMBERS_TABLE, columns=["group_id", "canonical_identity", "status"]
+    )
+    pushed = members[members["status"] == PUSH].drop_duplicates(["group_id"])
+    claimed_twice = int(pushed["canonical_identity"].duplicated().sum())
+    return dg.AssetCheckResult(passed=claimed_twice == 0, metadata={"claimed twice": claimed_twice})
+
+
+PROFILE_SCHEMA = pa.DataFrameSchema(
+    {
+        "identity": pa.Column(str, unique=True, nullable=False),
+        "identity_kind": pa.Column(str, pa.Check.isin(["phone", "email"]), nullable=True),
+        "crm_contact_id": pa.Column(str, pa.Check.str_matches(r"^\d+$"), nullable=False),
+        "Phone": pa.Column(str, pa.Check.str_matches(E164_PATTERN), nullable=True),
+        "Email": pa.Column(str, pa.Check.str_matches(EMAIL_PATTERN), nullable=True),
+        "has_open_escalation": pa.Column(nullable=True),
+    },
+    strict=False,
+    coerce=False,
+)
+
+
+@dg.asset_check(
+    asset=profile_attributes,
+    blocking=True,
+    description=(
+        "Every profile's identity is a valid number in E.164 form (libphonenumber) or a valid "
+        "email, as its kind says, and appears once; Phone and Email are well formed."
+    ),
+)
+def profile_identities_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    profiles = warehouse.read_table(PROFILE_TABLE)
+    if profiles.empty:
+        return dg.AssetCheckResult(passed=True, metadata={"profiles": 0})
+    errors = 0
+    try:
+        PROFILE_SCHEMA.validate(profiles, lazy=True)
+    except pa.errors.SchemaErrors as failure:
+        errors = len(failure.failure_cases)
+    live = profiles[profiles["identity_kind"].notna()]
+    phones = live.loc[live["identity_kind"] == "phone", "identity"]
+    invalid_phones = int((normalize_phones(phones)["e164"] != phones).sum())
+    emails = live.loc[live["identity_kind"] == "email", "identity"]
+    invalid_emails = int((~emails.str.match(EMAIL_PATTERN)).sum())
+    return dg.AssetCheckResult(
+        passed=errors == 0 and invalid_phones == 0 and invalid_emails == 0,
+        metadata={
+            "profiles": len(profiles),
+            "schema failures": errors,
+            "invalid phone identities": invalid_phones,
+            "invalid email identities": invalid_emails,
+        },
+    )
+
+
+@dg.asset_check(
+    asset=clevertap_profile_batches,
+    blocking=True,
+    description=(
+        "Each upload batch holds at most the configured batch size (never above CleverTap's "
+        "1,000) and no identity twice."
+    ),
+)
+def profile_batches_well_formed(
+    warehouse: WarehouseResource, sync_config: SyncConfigResource
+) -> dg.AssetCheckResult:
+    limit = min(sync_config.load().clevertap.batch_size, CLEVERTAP_MAX_BATCH)
+    batches = warehouse.read_table(PROFILE_BATCHES, columns=["batch", "identity"])
+    sizes = batches.groupby("batch").size() if len(batches) else pd.Series(dtype="int64")
+    repeated = int(batches.duplicated(["batch", "identity"]).sum()) if len(batches) else 0
+    largest = int(sizes.max()) if len(sizes) else 0
+    return dg.AssetCheckResult(
+        passed=largest <= limit and repeated == 0,
+        metadata={"largest batch": largest, "limit": limit, "identities repeated": repeated},
+    )
+
+
+@dg.asset_check(
+    asset=clevertap_event_batches,
+    blocking=True,
+    description="Every event waiting to be sent has an identity and a name.",
+)
+def event_batches_addressed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    batches = warehouse.read_table("clevertap_event_batches", columns=["identity", "name"])
+    unaddressed = int((batches["identity"].isna() | batches["name"].isna()).sum())
+    return dg.AssetCheckResult(passed=unaddressed == 0, metadata={"without identity": unaddressed})
+
+
+@dg.asset_check(
+    asset=clevertap_profile_sync,
+    description=(
+        "The share of pushed profiles CleverTap (or the local rules) rejected stays below "
+        "quality.rejection_ceiling; rejected records are in the clevertap_rejections table."
+    ),
+)
+def profile_rejection_share(
+    warehouse: WarehouseResource, sync_config: SyncConfigResource
+) -> dg.AssetCheckResult:
+    ceiling = sync_config.load().quality.rejection_ceiling
+    outcomes = warehouse.read_table("clevertap_profile_outcomes", columns=["outcome"])
+    attempted = outcomes[outcomes["outcome"] != "dry_run"]
+    rejected = int(attempted["outcome"].isin(["rejected", "rejected_locally"]).sum())
+    share = rejected / max(len(attempted), 1)
+    return dg.AssetCheckResult(
+        passed=share <= ceiling,
+        metadata={"rejected": rejected, "attempted": len(attempted), "share": round(share, 4)},
+    )
+
+
+CHECKS = [
+    mapped_fields_present,
+    identity_coverage,
+    no_identity_claimed_twice,
+    profile_identities_valid,
+    profile_batches_well_formed,
+    event_batches_addressed,
+    profile_rejection_share,
+]

@@ -1,0 +1,118 @@
+"""A harness that runs the sync jobs against both emulators over HTTP, on a real warehouse."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import pytest
+import requests
+
+from ct_pipeline.assets import ALL_ASSETS
+from ct_pipeline.checks import CHECKS
+from ct_pipeline.clevertap import CleverTapResource
+from ct_pipeline.config import SyncConfigResource
+from ct_pipeline.jobs import SYNC_JOBS
+from ct_pipeline.sandbox import credentials
+from ct_pipeline.sandbox.launch import RunningSandbox, start_sandbox
+from ct_pipeline.sandbox.synthetic import SyntheticCrm, generate_crm
+from ct_pipeline.warehouse import WarehouseResource
+from ct_pipeline.zoho import ZohoCRMResource
+
+CONTACTS = 300
+SEED = 11
+
+
+@dataclass
+class Pipeline:
+    """The emulators, the warehouse and the Dagster instance one test runs the sync on."""
+
+    sandbox: RunningSandbox
+    warehouse: WarehouseResource
+    instance: dg.DagsterInstance
+    config_path: str | None = None
+
+    def resources(self, **clevertap_overrides: Any) -> dict[str, Any]:
+        """Resources pointing at this test's emulators and warehouse."""
+        return {
+            "zoho": ZohoCRMResource(
+                client_id=credentials.SANDBOX_ZOHO_CLIENT_ID,
+                client_secret=credentials.SANDBOX_ZOHO_CLIENT_SECRET,
+                refresh_token=credentials.SANDBOX_ZOHO_REFRESH_TOKEN,
+                accounts_url=self.sandbox.zoho.url,
+                api_domain=self.sandbox.zoho.url,
+                retry_initial_wait=0.01,
+                retry_max_wait=0.05,
+            ),
+            "clevertap": CleverTapResource(
+                account_id=credentials.SANDBOX_CLEVERTAP_ACCOUNT_ID,
+                passcode=credentials.SANDBOX_CLEVERTAP_PASSCODE,
+                api_url=self.sandbox.clevertap.url,
+                backoff_base_seconds=0.01,
+                backoff_cap_seconds=0.05,
+                **clevertap_overrides,
+            ),
+            "warehouse": self.warehouse,
+            "sync_config": SyncConfigResource(path=self.config_path),
+        }
+
+    def run(
+        self,
+        job_name: str = "incremental_sync",
+        tags: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> dg.ExecuteInProcessResult:
+        """Run one sync job in process; failures are returned, not raised."""
+        defs = dg.Definitions(
+            assets=ALL_ASSETS,
+            asset_checks=CHECKS,
+            jobs=SYNC_JOBS,
+            resources=self.resources(**overrides),
+        )
+        return defs.resolve_job_def(job_name).execute_in_process(
+            instance=self.instance, tags=tags, raise_on_error=False
+        )
+
+    def zoho(self, method: str, endpoint: str, body: Any = None) -> Any:
+        """Call the Zoho emulator's admin API."""
+        response = requests.request(
+            method, f"{self.sandbox.zoho.url}/__sandbox/{endpoint}", json=body, timeout=30
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def clevertap(self, method: str, endpoint: str, body: Any = None, **params: Any) -> Any:
+        """Call the CleverTap emulator's admin API."""
+        response = requests.request(
+            method,
+            f"{self.sandbox.clevertap.url}/__sandbox/{endpoint}",
+            json=body,
+            params=params,
+            timeout=30,
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def upload_requests(self) -> int:
+        """Upload requests CleverTap has received so far."""
+        return int(self.clevertap("GET", "stats")["requests"].get("/1/upload", 0))
+
+
+@pytest.fixture(scope="session")
+def synthetic_crm() -> SyntheticCrm:
+    """The synthetic CRM every pipeline test starts from (generated once)."""
+    return generate_crm(CONTACTS, seed=SEED)
+
+
+@pytest.fixture
+def pipeline(warehouse: WarehouseResource, synthetic_crm: SyntheticCrm) -> Iterator[Pipeline]:
+    """Both emulators seeded with synthetic contacts, an empty warehouse, a fresh instance."""
+    sandbox = start_sandbox(crm=copy.deepcopy(synthetic_crm))
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield Pipeline(sandbox=sandbox, warehouse=warehouse, instance=instance)
+    finally:
+        sandbox.stop()

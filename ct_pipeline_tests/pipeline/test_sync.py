@@ -1,0 +1,187 @@
+"""The sync end to end: Zoho emulator -> warehouse -> CleverTap emulator, judged by what arrived."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+
+from ct_pipeline.assets.common import DRY_RUN_TAG
+from ct_pipeline_tests.pipeline.conftest import Pipeline
+
+
+def uploaded_records(pipeline: Pipeline, record_type: str = "profile") -> list[dict]:
+    """Every record of `record_type` CleverTap was sent, in arrival order."""
+    log = pipeline.clevertap("GET", "requests", path="/1/upload")["requests"]
+    return [
+        record
+        for entry in log
+        for record in (entry.get("body") or {}).get("d", [])
+        if record.get("type") == record_type
+    ]
+
+
+def sync_twice_then_count(pipeline: Pipeline) -> int:
+    assert pipeline.run("nightly_full_sync").success
+    return pipeline.upload_requests()
+
+
+def test_the_first_sync_pushes_each_valid_canonical_identity_once(pipeline: Pipeline):
+    result = pipeline.run("nightly_full_sync")
+
+    assert result.success
+    profiles = pipeline.warehouse.read_table("profile_attributes")
+    sent = Counter(record["identity"] for record in uploaded_records(pipeline))
+    assert len(profiles) > 0
+    assert set(sent) == set(profiles["identity"])
+    assert max(sent.values()) == 1
+    held = pipeline.clevertap("GET", "profiles")["count"]
+    assert held == len(profiles)
+
+
+def test_nothing_is_pushed_for_review_queue_records(pipeline: Pipeline):
+    assert pipeline.run("nightly_full_sync").success
+
+    queue = pipeline.warehouse.read_table("identity_review_queue")
+    pushed_contacts = {
+        record["profileData"].get("crm_contact_id") for record in uploaded_records(pipeline)
+    }
+    assert len(queue) > 0
+    assert not set(queue["zoho_id"]) & pushed_contacts
+    assert {"zoho_id", "module", "reason"} <= set(queue.columns)
+    assert not {"Phone", "Mobile", "Email", "identity"} & set(queue.columns)
+
+
+def test_a_second_run_with_no_crm_change_uploads_nothing(pipeline: Pipeline):
+    first = sync_twice_then_count(pipeline)
+
+    assert pipeline.run("incremental_sync").success
+    assert pipeline.run("nightly_full_sync").success
+
+    assert pipeline.upload_requests() == first
+
+
+def test_a_changed_city_pushes_exactly_that_profile(pipeline: Pipeline):
+    sync_twice_then_count(pipeline)
+    profile = pipeline.warehouse.read_table("profile_attributes").iloc[0]
+    before = len(uploaded_records(pipeline))
+
+    pipeline.zoho(
+        "POST", "records/Contacts", [{"id": profile["crm_contact_id"], "Mailing_City": "Shillong"}]
+    )
+    assert pipeline.run("incremental_sync").success
+
+    new = uploaded_records(pipeline)[before:]
+    assert [record["identity"] for record in new] == [profile["identity"]]
+    assert new[0]["profileData"]["City"] == "Shillong"
+    held = pipeline.clevertap("GET", "profiles", identity=profile["identity"])["profiles"][0]
+    assert held["profileData"]["City"] == "Shillong"
+
+
+def test_a_stage_change_pushes_one_event_with_its_previous_stage(pipeline: Pipeline):
+    sync_twice_then_count(pipeline)
+    assert uploaded_records(pipeline, "event") == []
+    deal = pushed_contact_deal(pipeline)
+
+    pipeline.zoho("POST", "records/Deals", [{"id": deal["id"], "Stage": "Closed Lost"}])
+    assert pipeline.run("incremental_sync").success
+    assert pipeline.run("incremental_sync").success
+
+    events = uploaded_records(pipeline, "event")
+    assert len(events) == 1
+    assert events[0]["evtName"] == "Deal Stage Changed"
+    assert events[0]["evtData"]["previous_stage"] == deal["Stage"]
+    assert events[0]["evtData"]["stage_name"] == "Closed Lost"
+    assert events[0]["evtData"]["deal_id"] == deal["id"]
+    outbox = pipeline.warehouse.read_table("event_outbox")
+    assert outbox["status"].tolist() == ["sent"]
+
+
+def test_an_open_high_priority_case_sets_the_escalation_flag_and_closing_it_clears_it(
+    pipeline: Pipeline,
+):
+    sync_twice_then_count(pipeline)
+    profiles = pipeline.warehouse.read_table("profile_attributes")
+    calm = profiles[~profiles["has_open_escalation"].astype(bool)].iloc[0]
+
+    created = pipeline.zoho(
+        "POST",
+        "records/Cases",
+        [
+            {
+                "Subject": "Refund not received",
+                "Status": "New",
+                "Priority": "High",
+                "Related_To": {"id": calm["crm_contact_id"]},
+            }
+        ],
+    )
+    assert pipeline.run("incremental_sync").success
+    assert clevertap_flag(pipeline, calm["identity"]) is True
+
+    case_id = created["records"][0]["id"]
+    pipeline.zoho("POST", "records/Cases", [{"id": case_id, "Status": "Closed"}])
+    assert pipeline.run("incremental_sync").success
+    assert clevertap_flag(pipeline, calm["identity"]) is False
+
+
+def test_a_partial_rejection_keeps_the_rejected_record_visible_and_the_rest_done(
+    pipeline: Pipeline,
+):
+    attributes_run = pipeline.run("nightly_full_sync", tags={DRY_RUN_TAG: "true"})
+    assert attributes_run.success
+    assert pipeline.upload_requests() == 0
+    victim = pipeline.warehouse.read_table("profile_attributes").iloc[0]
+    pipeline.clevertap(
+        "POST", "faults", {"reject": [{"identity": victim["identity"], "code": 512}]}
+    )
+
+    assert pipeline.run("incremental_sync").success
+
+    rejections = pipeline.warehouse.read_table("clevertap_rejections")
+    assert rejections["record_key"].tolist() == [victim["identity"]]
+    assert rejections["zoho_id"].tolist() == [victim["crm_contact_id"]]
+    assert int(rejections["code"].iloc[0]) == 512
+    pushed = pipeline.warehouse.read_table("clevertap_pushed_profiles")
+    profiles = pipeline.warehouse.read_table("profile_attributes")
+    assert set(pushed["identity"]) == set(profiles["identity"]) - {victim["identity"]}
+
+    pipeline.clevertap("POST", "faults", {"clear": True})
+    before = len(uploaded_records(pipeline))
+    assert pipeline.run("incremental_sync").success
+    retried = uploaded_records(pipeline)[before:]
+    assert [record["identity"] for record in retried] == [victim["identity"]]
+    assert pipeline.warehouse.read_table("clevertap_rejections").empty
+
+
+def test_a_dry_run_builds_and_checks_everything_but_sends_nothing(pipeline: Pipeline):
+    result = pipeline.run("nightly_full_sync", tags={DRY_RUN_TAG: "true"})
+
+    assert result.success
+    assert pipeline.upload_requests() == 0
+    assert len(pipeline.warehouse.read_table("clevertap_profile_batches")) > 0
+    assert pipeline.warehouse.read_table("clevertap_pushed_profiles").empty
+    assert all(check.passed for check in result.get_asset_check_evaluations())
+
+
+def test_every_asset_check_passes_on_the_synthetic_crm(pipeline: Pipeline):
+    result = pipeline.run("nightly_full_sync")
+
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) >= 7
+    assert [e.check_name for e in evaluations if not e.passed] == []
+
+
+def pushed_contact_deal(pipeline: Pipeline) -> pd.Series:
+    """An open deal of a Contact whose profile was pushed."""
+    deals = pipeline.warehouse.read_table("zoho_deals")
+    pushed = set(pipeline.warehouse.read_table("profile_attributes")["crm_contact_id"])
+    open_deals = deals[
+        deals["Contact_Name_id"].isin(pushed) & ~deals["Stage"].isin(["Closed Lost", "Rejected"])
+    ]
+    return open_deals.sort_values("id").iloc[0]
+
+
+def clevertap_flag(pipeline: Pipeline, identity: str) -> bool:
+    profile = pipeline.clevertap("GET", "profiles", identity=identity)["profiles"][0]
+    return profile["profileData"]["has_open_escalation"]
