@@ -203,7 +203,10 @@ class ZohoSession:
             )
         if response.status_code >= 400 and response.status_code not in also_accept:
             raise self.error_for(method, path, response)
-        self._count_credits(kind, credits, response)
+        if response.status_code < 400:
+            # A refused batch (400 with per-record errors) wrote nothing; Zoho does not say it
+            # is charged, so it is not counted (as the sandbox does).
+            self._count_credits(kind, credits, response)
         return response
 
     def api_path(self, *parts: str) -> str:
