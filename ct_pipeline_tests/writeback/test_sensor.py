@@ -1,0 +1,67 @@
+"""The inbox sensor: a run for new events, a retry later for events a failed run left, else a
+skip with the reason."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+
+from ct_pipeline.assets.writeback import RETRY_AFTER_SECONDS, webhook_inbox_sensor
+from ct_pipeline.warehouse import WarehouseResource
+from ct_pipeline.webhooks import parse_delivery
+from ct_pipeline.webhooks.inbox import ensure_inbox_tables, store_delivery
+
+
+def tick(warehouse: WarehouseResource, cursor: str | None = None):
+    context = dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(),
+        cursor=cursor,
+        resources={"warehouse": warehouse},
+    )
+    return webhook_inbox_sensor(context)
+
+
+def receive(warehouse: WarehouseResource, identity: str) -> None:
+    raw = json.dumps({"key_values": {"event": "Charged"}, "profiles": [{"identity": identity}]})
+    store_delivery(warehouse, parse_delivery(raw.encode()), raw.encode())
+
+
+def test_an_empty_inbox_skips_with_the_reason(warehouse: WarehouseResource):
+    ensure_inbox_tables(warehouse)
+
+    result = tick(warehouse)
+
+    assert isinstance(result, dg.SkipReason)
+    assert "no webhook events pending" in result.skip_message
+
+
+def test_new_events_request_one_run_and_move_the_cursor(warehouse: WarehouseResource):
+    ensure_inbox_tables(warehouse)
+    receive(warehouse, "a")
+
+    result = tick(warehouse)
+
+    assert [request.run_key for request in result.run_requests][0].startswith("inbox:")
+    assert json.loads(result.cursor)["newest"]
+
+
+def test_events_a_run_left_pending_are_retried_only_after_the_interval(
+    sqlite_warehouse: WarehouseResource,
+):
+    ensure_inbox_tables(sqlite_warehouse)
+    receive(sqlite_warehouse, "a")
+    first = tick(sqlite_warehouse)
+
+    soon = tick(sqlite_warehouse, cursor=first.cursor)
+    stale_cursor = {**json.loads(first.cursor), "requested_at": time.time() - RETRY_AFTER_SECONDS}
+    later = tick(sqlite_warehouse, cursor=json.dumps(stale_cursor))
+    receive(sqlite_warehouse, "b")
+    newer = tick(sqlite_warehouse, cursor=first.cursor)
+
+    assert isinstance(soon, dg.SkipReason)
+    assert "still pending" in soon.skip_message
+    assert later.run_requests[0].run_key.startswith("retry:")
+    assert newer.run_requests[0].run_key.startswith("inbox:")
+    assert newer.run_requests[0].run_key != first.run_requests[0].run_key

@@ -1,0 +1,194 @@
+"""The write-back end to end: webhook over HTTP -> inbox -> crm_writeback job -> Zoho emulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from ct_pipeline.assets.common import mask_identity
+from ct_pipeline_tests.writeback.conftest import Writeback, delivery, profile
+
+PUT_CONTACTS = "PUT /crm/v8/Contacts"
+POST_NOTES = "POST /crm/v8/Notes"
+
+
+def test_each_event_sets_its_field_and_adds_one_note(writeback: Writeback):
+    uninstalled, cancelled, purchased = writeback.pool.take(3)
+    before = {
+        p.contact_id: len(writeback.contact(p.contact_id)["notes"])
+        for p in (uninstalled, cancelled, purchased)
+    }
+
+    for body in (
+        delivery("App Uninstalled", profile(uninstalled)),
+        delivery("Subscription Cancelled", profile(cancelled)),
+        delivery("Charged", profile(purchased, at=datetime(2026, 3, 4, 20, 0, tzinfo=UTC))),
+    ):
+        assert writeback.post(body).status_code == 200
+    result = writeback.run()
+
+    assert result.success
+    records = {
+        p.contact_id: writeback.contact(p.contact_id) for p in (uninstalled, cancelled, purchased)
+    }
+    assert records[uninstalled.contact_id]["record"]["App_Uninstalled"] is True
+    assert records[cancelled.contact_id]["record"]["Subscription_Status"] == "Cancelled"
+    # 20:00 UTC on 4 March is 5 March in Asia/Kolkata, the configured time zone.
+    assert records[purchased.contact_id]["record"]["Last_Purchase_Date"] == "2026-03-05"
+    for person, title in (
+        (uninstalled, "App uninstalled"),
+        (cancelled, "Subscription cancelled"),
+        (purchased, "Purchase in the app"),
+    ):
+        notes = records[person.contact_id]["notes"]
+        assert len(notes) == before[person.contact_id] + 1, mask_identity(person.identity)
+        assert notes[-1]["Note_Title"] == title
+        assert person.identity not in notes[-1]["Note_Content"]
+    assert set(writeback.inbox()["status"]) == {"applied"}
+
+
+def test_a_repeated_delivery_changes_nothing_more_in_zoho(sqlite_writeback: Writeback):
+    (person,) = sqlite_writeback.pool.take(1)
+    body = delivery("Subscription Cancelled", profile(person))
+    assert sqlite_writeback.post(body).status_code == 200
+    assert sqlite_writeback.run().success
+    notes = len(sqlite_writeback.contact(person.contact_id)["notes"])
+    updates = sqlite_writeback.zoho_calls(PUT_CONTACTS)
+
+    again = sqlite_writeback.post(body)
+    result = sqlite_writeback.run()
+
+    assert again.json()["new_events"] == 0
+    assert result.success
+    assert len(sqlite_writeback.contact(person.contact_id)["notes"]) == notes
+    assert sqlite_writeback.zoho_calls(PUT_CONTACTS) == updates
+    assert len(sqlite_writeback.inbox()) == 1
+
+
+def test_an_unknown_identity_is_parked_with_the_reason_and_nothing_is_written(
+    sqlite_writeback: Writeback,
+):
+    stranger = {"identity": "+919000000017", "event_properties": {"event_time": 1772706600}}
+    writes = sqlite_writeback.zoho_calls(PUT_CONTACTS) + sqlite_writeback.zoho_calls(POST_NOTES)
+
+    assert sqlite_writeback.post(delivery("App Uninstalled", stranger)).status_code == 200
+    result = sqlite_writeback.run()
+
+    assert result.success
+    row = sqlite_writeback.inbox().iloc[0]
+    assert (row["status"], row["reason"]) == ("parked", "no_matching_contact")
+    assert (
+        sqlite_writeback.zoho_calls(PUT_CONTACTS) + sqlite_writeback.zoho_calls(POST_NOTES)
+        == writes
+    )
+
+
+def test_an_event_not_in_the_configuration_is_parked_not_written(sqlite_writeback: Writeback):
+    (person,) = sqlite_writeback.pool.take(1)
+
+    sqlite_writeback.post(delivery("Wishlist Viewed", profile(person)))
+    assert sqlite_writeback.run().success
+
+    row = sqlite_writeback.inbox().iloc[0]
+    assert (row["status"], row["reason"]) == ("parked", "event_not_configured")
+
+
+def test_a_zoho_outage_leaves_events_pending_and_the_next_run_applies_them(
+    writeback: Writeback,
+):
+    people = writeback.pool.take(3)
+    writeback.post(delivery("App Uninstalled", *(profile(p) for p in people)))
+    # More 503s than the client's attempts: the outage outlasts the run.
+    writeback.zoho_admin("POST", "faults", {"server_errors": 50, "server_error_status": 503})
+
+    failed = writeback.run(max_retries=1)
+    pending = writeback.inbox()
+    writeback.zoho_admin("POST", "reset")
+    recovered = writeback.run()
+
+    assert not failed.success
+    assert set(pending["status"]) == {"matched"}
+    assert pending["last_error"].str.contains("503").all()
+    assert recovered.success
+    assert set(writeback.inbox()["status"]) == {"applied"}
+    for person in people:
+        record = writeback.contact(person.contact_id)
+        assert record["record"]["App_Uninstalled"] is True
+        assert sum(n["Note_Title"] == "App uninstalled" for n in record["notes"]) == 1
+
+
+def test_an_event_whose_field_was_already_written_only_gets_its_note(sqlite_writeback: Writeback):
+    (person,) = sqlite_writeback.pool.take(1)
+    sqlite_writeback.post(delivery("Subscription Cancelled", profile(person)))
+    assert sqlite_writeback.run().success
+    # The state a run leaves when Zoho took the update but the Notes call failed.
+    with sqlite_writeback.warehouse.transaction() as tx:
+        tx.execute(
+            "UPDATE clevertap_webhook_inbox SET status = 'matched', note_status = NULL, "
+            "note_id = NULL"
+        )
+    notes = len(sqlite_writeback.contact(person.contact_id)["notes"])
+    updates = sqlite_writeback.zoho_calls(PUT_CONTACTS)
+
+    assert sqlite_writeback.run().success
+
+    assert sqlite_writeback.zoho_calls(PUT_CONTACTS) == updates
+    assert len(sqlite_writeback.contact(person.contact_id)["notes"]) == notes + 1
+    assert sqlite_writeback.inbox().iloc[0]["status"] == "applied"
+
+
+def test_more_than_100_events_are_written_100_per_call(sqlite_writeback: Writeback):
+    people = sqlite_writeback.pool.take(105)
+    updates = sqlite_writeback.zoho_calls(PUT_CONTACTS)
+    notes = sqlite_writeback.zoho_calls(POST_NOTES)
+
+    sqlite_writeback.post(delivery("Subscription Cancelled", *(profile(p) for p in people)))
+    result = sqlite_writeback.run()
+
+    assert result.success
+    assert sqlite_writeback.zoho_calls(PUT_CONTACTS) - updates == 2
+    assert sqlite_writeback.zoho_calls(POST_NOTES) - notes == 2
+    assert (sqlite_writeback.inbox()["status"] == "applied").sum() == 105
+
+
+def test_a_later_event_of_the_same_field_wins_and_both_get_a_note(writeback: Writeback):
+    (person,) = writeback.pool.take(1)
+    before = len(writeback.contact(person.contact_id)["notes"])
+    later = profile(person, at=datetime(2026, 3, 9, 6, 0, tzinfo=UTC))
+    earlier = profile(person, at=datetime(2026, 3, 2, 6, 0, tzinfo=UTC))
+
+    writeback.post(delivery("Charged", later, earlier))
+    assert writeback.run().success
+    writeback.post(delivery("Charged", profile(person, at=datetime(2026, 2, 1, tzinfo=UTC))))
+    assert writeback.run().success
+
+    record = writeback.contact(person.contact_id)
+    assert record["record"]["Last_Purchase_Date"] == "2026-03-09"
+    assert len(record["notes"]) == before + 3
+    assert sorted(writeback.inbox()["field_status"]) == ["superseded", "superseded", "written"]
+
+
+def test_a_profile_carrying_crm_contact_id_is_matched_by_it(sqlite_writeback: Writeback):
+    (person,) = sqlite_writeback.pool.take(1)
+    entry = {
+        "identity": "someone-the-forward-flow-never-pushed",
+        "profileData": {"crm_contact_id": person.contact_id},
+        "event_properties": {"event_time": 1772706600},
+    }
+
+    sqlite_writeback.post(delivery("App Uninstalled", entry))
+    assert sqlite_writeback.run().success
+
+    row = sqlite_writeback.inbox().iloc[0]
+    assert (row["matched_by"], row["contact_id"]) == ("crm_contact_id", person.contact_id)
+    assert sqlite_writeback.contact(person.contact_id)["record"]["App_Uninstalled"] is True
+
+
+def test_a_deleted_contact_parks_the_event_with_zohos_code(sqlite_writeback: Writeback):
+    (person,) = sqlite_writeback.pool.take(1)
+    sqlite_writeback.zoho_admin("DELETE", f"records/Contacts/{person.contact_id}")
+
+    sqlite_writeback.post(delivery("App Uninstalled", profile(person)))
+    assert sqlite_writeback.run().success
+
+    row = sqlite_writeback.inbox().iloc[0]
+    assert (row["status"], row["reason"]) == ("parked", "zoho_refused_field:INVALID_DATA")
