@@ -928,3 +928,14 @@ def test_deleted_records_honour_if_modified_since(zoho: Zoho, crm: SyntheticCrm)
     response = zoho.get("/crm/v8/Deals/deleted", headers={"If-Modified-Since": later})
 
     assert response.status_code == 304
+
+
+def test_record_count_answers_the_number_of_live_records(zoho: Zoho) -> None:
+    before = zoho.get("/crm/v8/Contacts/actions/count").json()["count"]
+    first = zoho.get("/crm/v8/Contacts", params={"fields": "Last_Name"}).json()["data"][0]
+
+    zoho.admin("DELETE", f"/records/Contacts/{first['id']}")
+    after = zoho.get("/crm/v8/Contacts/actions/count").json()["count"]
+
+    assert before == len(zoho.crm.contacts)
+    assert after == before - 1

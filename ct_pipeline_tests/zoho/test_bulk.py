@@ -37,10 +37,24 @@ def test_bulk_read_of_deals_flattens_contact_lookups(sandbox, crm):
     assert deal["Contact_Name_name"] == truth.iloc[0]["Contact_Name.name"]
 
 
-def test_read_all_hands_over_to_bulk_read_above_the_threshold(sandbox, crm):
-    # The emulator has no Get Record Count, so the client reads pages until it passes the
-    # threshold (1,000 records: at most 6 pages) and then switches to Bulk Read.
+def test_read_all_counts_then_uses_bulk_read_above_the_threshold(sandbox, crm):
     zoho = sandbox.client(bulk_read_threshold=1_000)
+
+    records = zoho.read_all("Contacts", CONTACT_FIELDS)
+
+    calls = zoho.usage()["calls"]
+    assert sorted(records["id"]) == sorted(crm.contacts["id"])
+    assert calls["count"] == 1
+    assert calls["bulk_create"] == 1
+    assert "records" not in calls
+
+
+def test_read_all_without_record_count_hands_over_to_bulk_read_past_the_threshold(
+    start_sandbox, crm
+):
+    # Without Get Record Count the client reads pages until it passes the threshold (1,000
+    # records: at most 6 pages) and then switches to Bulk Read.
+    zoho = start_sandbox(record_count=False).client(bulk_read_threshold=1_000)
 
     records = zoho.read_all("Contacts", CONTACT_FIELDS)
 

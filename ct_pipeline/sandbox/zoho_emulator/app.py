@@ -73,6 +73,7 @@ def create_zoho_app(
     bulk_downloads_per_minute: int = bulk.DOWNLOADS_PER_MINUTE,
     response_delay_seconds: float = 0.0,
     clock: Callable[[], datetime] | None = None,
+    record_count: bool = True,
 ) -> Starlette:
     """A Starlette app serving the Zoho CRM API (v7 and v8) over a SyntheticCrm.
 
@@ -92,6 +93,8 @@ def create_zoho_app(
         bulk_downloads_per_minute: Bulk Read downloads allowed per minute (Zoho: 10).
         response_delay_seconds: latency added to every CRM call (keeps slots busy).
         clock: the time source (tz-aware UTC); defaults to the real clock.
+        record_count: serve Get Record Count; False answers it as an unknown path, as an org
+            whose edition or scopes lack it would, so clients must cope without it.
     """
     emulator = ZohoEmulator(
         crm,
@@ -110,6 +113,7 @@ def create_zoho_app(
         response_delay_seconds=response_delay_seconds,
         clock=clock or _utc_now,
     )
+    emulator.record_count = record_count
     app = Starlette(
         routes=emulator.routes(),
         exception_handlers={404: _zoho_http_error, 405: _zoho_http_error},
@@ -211,6 +215,11 @@ class ZohoEmulator:
                     self._deleted,
                     credits=lambda request, body: DELETED_RECORDS_CREDITS,
                 ),
+                methods=["GET"],
+            ),
+            Route(
+                f"{crm}/{{module}}/actions/count",
+                api("GET /crm/{version}/{module}/actions/count", self._count),
                 methods=["GET"],
             ),
             Route(
@@ -389,6 +398,14 @@ class ZohoEmulator:
         return records.get_record(
             self.store, request.path_params["module"], request.path_params["record_id"]
         )
+
+    record_count = True
+
+    def _count(self, request: Request, body: Any) -> Reply:
+        # Get Record Count (v8 docs, "Get Record Count"): {"count": N} for the whole module.
+        if not self.record_count:
+            raise not_found_url()
+        return Reply(200, {"count": len(self.store.table(request.path_params["module"]))})
 
     def _deleted(self, request: Request, body: Any) -> Reply:
         return records.deleted_records(
