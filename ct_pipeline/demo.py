@@ -192,7 +192,7 @@ _HIGHLIGHTS = {
 def _clevertap_stats(sandbox: RunningSandbox) -> dict[str, int]:
     stats = requests.get(f"{sandbox.clevertap.url}/__sandbox/stats", timeout=30).json()
     return {
-        "requests": int(stats["requests"].get("/1/upload", 0)),
+        "requests": int(stats["requests"].get("POST /1/upload", 0)),
         "records": int(stats["records"]["received"]),
     }
 

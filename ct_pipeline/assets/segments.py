@@ -142,7 +142,10 @@ def latest_open_stage(deals: pd.DataFrame, closed_stages: list[str]) -> pd.Serie
     if deals.empty or "Contact_Name_id" not in deals:
         return pd.Series(dtype="str")
     open_deals = deals[~deals["Stage"].isin(closed_stages) & deals["Contact_Name_id"].notna()]
-    latest = open_deals.sort_values("Modified_Time").drop_duplicates("Contact_Name_id", keep="last")
+    # Ties on Modified_Time (common: bulk edits share a second) go to the larger id, so the
+    # answer never depends on the order rows were read in.
+    ordered = open_deals.sort_values(["Modified_Time", "id"], kind="stable")
+    latest = ordered.drop_duplicates("Contact_Name_id", keep="last")
     return latest.set_index("Contact_Name_id")["Stage"].astype("str")
 
 

@@ -98,7 +98,7 @@ class Pipeline:
 
     def upload_requests(self) -> int:
         """Upload requests CleverTap has received so far."""
-        return int(self.clevertap("GET", "stats")["requests"].get("/1/upload", 0))
+        return int(self.clevertap("GET", "stats")["requests"].get("POST /1/upload", 0))
 
 
 @pytest.fixture(scope="session")

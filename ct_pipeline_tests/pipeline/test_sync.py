@@ -21,7 +21,7 @@ def uploaded_records(pipeline: Pipeline, record_type: str = "profile") -> list[d
     ]
 
 
-def sync_twice_then_count(pipeline: Pipeline) -> int:
+def sync_then_count(pipeline: Pipeline) -> int:
     assert pipeline.run("nightly_full_sync").success
     return pipeline.upload_requests()
 
@@ -53,7 +53,8 @@ def test_nothing_is_pushed_for_review_queue_records(pipeline: Pipeline):
 
 
 def test_a_second_run_with_no_crm_change_uploads_nothing(pipeline: Pipeline):
-    first = sync_twice_then_count(pipeline)
+    first = sync_then_count(pipeline)
+    assert first > 0
 
     assert pipeline.run("incremental_sync").success
     assert pipeline.run("nightly_full_sync").success
@@ -62,7 +63,7 @@ def test_a_second_run_with_no_crm_change_uploads_nothing(pipeline: Pipeline):
 
 
 def test_a_changed_city_pushes_exactly_that_profile(pipeline: Pipeline):
-    sync_twice_then_count(pipeline)
+    sync_then_count(pipeline)
     profile = pipeline.warehouse.read_table("profile_attributes").iloc[0]
     before = len(uploaded_records(pipeline))
 
@@ -79,7 +80,7 @@ def test_a_changed_city_pushes_exactly_that_profile(pipeline: Pipeline):
 
 
 def test_a_stage_change_pushes_one_event_with_its_previous_stage(pipeline: Pipeline):
-    sync_twice_then_count(pipeline)
+    sync_then_count(pipeline)
     assert uploaded_records(pipeline, "event") == []
     deal = pushed_contact_deal(pipeline)
 
@@ -100,7 +101,7 @@ def test_a_stage_change_pushes_one_event_with_its_previous_stage(pipeline: Pipel
 def test_an_open_high_priority_case_sets_the_escalation_flag_and_closing_it_clears_it(
     pipeline: Pipeline,
 ):
-    sync_twice_then_count(pipeline)
+    sync_then_count(pipeline)
     profiles = pipeline.warehouse.read_table("profile_attributes")
     calm = profiles[~profiles["has_open_escalation"].astype(bool)].iloc[0]
 
