@@ -143,6 +143,9 @@ class CleverTapSettings(_Section):
     max_concurrency: Annotated[int, Field(ge=1, le=CLEVERTAP_MAX_CONCURRENCY)] = 4
     unknown_outcome_policy: Literal["resend", "hold"] = "resend"
     deleted_contacts: Literal["ignore", "flag"] = "flag"
+    # Before a person's first push, look them up in CleverTap by identity and email, so a
+    # profile the app's SDK already created under another identity is updated, not duplicated.
+    reconcile_new_profiles: bool = False
 
 
 class QualitySettings(_Section):

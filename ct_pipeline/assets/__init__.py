@@ -12,6 +12,7 @@ from ct_pipeline.assets.identity import (
     duplicate_profiles,
     identity_review_queue,
 )
+from ct_pipeline.assets.reconciliation import clevertap_reconciliation
 from ct_pipeline.assets.segments import profile_attributes
 from ct_pipeline.assets.zoho import ZOHO_ASSETS
 
@@ -21,6 +22,7 @@ ALL_ASSETS = [
     duplicate_profiles,
     identity_review_queue,
     profile_attributes,
+    clevertap_reconciliation,
     deal_stage_events,
     clevertap_profile_batches,
     clevertap_event_batches,

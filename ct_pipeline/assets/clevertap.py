@@ -24,6 +24,7 @@ from ct_pipeline.assets.common import (
     warehouse_table_metadata,
 )
 from ct_pipeline.assets.identity import MEMBERS_TABLE, PUSH, duplicate_profiles
+from ct_pipeline.assets.reconciliation import clevertap_reconciliation, upload_identities
 from ct_pipeline.assets.segments import TABLE as PROFILE_TABLE
 from ct_pipeline.assets.segments import profile_attributes
 from ct_pipeline.assets.zoho import TABLES, zoho_deals
@@ -189,13 +190,14 @@ def outbox_rows(events: pd.DataFrame, identities: pd.Series, config: SyncConfig)
 @dg.asset(
     name=PROFILE_BATCHES,
     group_name=GROUP,
-    deps=[profile_attributes],
+    deps=[profile_attributes, clevertap_reconciliation],
     kinds={"pandas", "clevertap", WAREHOUSE_KIND},
     owners=OWNERS,
     description=(
         "The CleverTap profile records that changed since CleverTap last accepted them "
         "(compared by payload hash per identity), numbered into upload batches of at most the "
-        "configured batch size. A second run with no CRM change holds nothing."
+        "configured batch size, each under the identity reconciliation chose. A second run "
+        "with no CRM change holds nothing."
     ),
 )
 def clevertap_profile_batches(
@@ -205,7 +207,12 @@ def clevertap_profile_batches(
 ) -> dg.MaterializeResult:
     config = sync_config.load()
     profiles = warehouse.read_table(PROFILE_TABLE)
-    batches = changed_profile_records(profiles, pushed_hashes(warehouse), config)
+    upload_as, held = upload_identities(warehouse)
+    # Two people reconciled onto one CleverTap profile would be merged there: hold both.
+    uploaded = profiles["identity"].map(upload_as).fillna(profiles["identity"])
+    held |= set(profiles.loc[uploaded.duplicated(keep=False), "identity"])
+    profiles = profiles[~profiles["identity"].isin(held)].reset_index(drop=True)
+    batches = changed_profile_records(profiles, pushed_hashes(warehouse), config, upload_as)
     warehouse.replace_table(PROFILE_BATCHES, batches, key=["identity"])
 
     context.log.info(f"{len(batches)} of {len(profiles)} profiles changed since the last push")
@@ -215,6 +222,7 @@ def clevertap_profile_batches(
             "profiles": len(profiles),
             "changed": len(batches),
             "unchanged": len(profiles) - len(batches),
+            "held by reconciliation": len(held),
             "batches": int(batches["batch"].nunique()) if len(batches) else 0,
             "batch size": config.clevertap.batch_size,
         }
@@ -222,20 +230,30 @@ def clevertap_profile_batches(
 
 
 def changed_profile_records(
-    profiles: pd.DataFrame, pushed: pd.Series, config: SyncConfig
+    profiles: pd.DataFrame,
+    pushed: pd.Series,
+    config: SyncConfig,
+    upload_as: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Profile records whose hash differs from the last accepted one, numbered into batches."""
+    """Profile records whose hash differs from the last accepted one, numbered into batches.
+
+    `upload_as` maps an identity to the one CleverTap already holds the person under.
+    """
     columns = ["batch", "identity", "contact_id", "payload_hash", "record"]
     if profiles.empty:
         return pd.DataFrame({c: pd.Series(dtype="str") for c in columns}).astype({"batch": "int64"})
     properties = [c for c in profiles.columns if c not in NOT_PROFILE_DATA]
     records: list[str] = []
     hashes: list[str] = []
-    for row in profiles[["identity", "modified_time", *properties]].itertuples(index=False):
+    uploaded = profiles["identity"]
+    if upload_as is not None and len(upload_as):
+        uploaded = uploaded.map(upload_as).fillna(uploaded)
+    rows = profiles[["modified_time", *properties]].itertuples(index=False)
+    for upload_identity, row in zip(uploaded, rows, strict=True):
         profile_data = {
-            key: value for key, value in zip(properties, row[2:], strict=True) if _present(value)
+            key: value for key, value in zip(properties, row[1:], strict=True) if _present(value)
         }
-        record = build_profile_record(row[0], profile_data, _moment(row[1]))
+        record = build_profile_record(upload_identity, profile_data, _moment(row[0]))
         hashes.append(_digest(_json(record["profileData"])))
         records.append(_json(record))
     frame = pd.DataFrame(
