@@ -3,7 +3,12 @@
 import dagster as dg
 import pandas as pd
 
-from ct_pipeline.assets.common import OWNERS, WAREHOUSE_KIND, warehouse_table_metadata
+from ct_pipeline.assets.common import (
+    OWNERS,
+    WAREHOUSE_KIND,
+    mask_identity,
+    warehouse_table_metadata,
+)
 from ct_pipeline.assets.identity import IDENTITIES_TABLE, MEMBERS_TABLE, PUSH, duplicate_profiles
 from ct_pipeline.assets.zoho import DELETED_RECORDS, TABLES, zoho_cases, zoho_contacts, zoho_deals
 from ct_pipeline.config import FieldMapping, SyncConfig, SyncConfigResource
@@ -22,6 +27,11 @@ BUILT_IN_COLUMNS = [
     "has_open_escalation",
     "crm_deleted",
 ]
+
+
+PREVIEW_ROWS = 5
+# Profile columns that identify a person; the UI preview never shows them.
+PERSONAL_COLUMNS = {"Name", "Email", "Phone", "DOB", "modified_time"}
 
 
 class MissingMappedFieldError(ValueError):
@@ -73,11 +83,21 @@ def profile_attributes(
             "with open escalation": int(profiles["has_open_escalation"].sum()),
             "with an open deal": int(profiles["crm_deal_stage"].notna().sum()),
             "deleted contacts flagged": len(tombstones),
+            "preview (masked)": dg.MetadataValue.md(masked_preview(profiles)),
             "dagster/column_schema": dg.TableSchema(
                 columns=[dg.TableColumn(name, str(dtype)) for name, dtype in table.dtypes.items()]
             ),
         }
     )
+
+
+def masked_preview(profiles: pd.DataFrame, rows: int = PREVIEW_ROWS) -> str:
+    """A few profiles as Markdown, personal fields masked or left out, for the Dagster UI."""
+    sample = profiles.head(rows)
+    shown = [c for c in sample.columns if c not in PERSONAL_COLUMNS and c != "identity"]
+    preview = sample[shown].copy()
+    preview.insert(0, "identity", sample["identity"].map(mask_identity))
+    return preview.to_markdown(index=False)
 
 
 def build_profile_attributes(
