@@ -225,7 +225,7 @@ def typed_frame(
         if dtype.startswith("datetime64"):
             frame[name] = pd.to_datetime(frame[name], utc=True)
         elif dtype == "str":
-            frame[name] = frame[name].astype("object").where(frame[name].notna(), None)
+            # pandas' str dtype keeps missing values missing (None does not become "None").
             frame[name] = frame[name].astype("str")
         else:
             frame[name] = frame[name].astype(dtype)
@@ -233,28 +233,22 @@ def typed_frame(
 
 
 def _event_rows(delivery: WebhookDelivery, delivery_id: str, received_at: datetime) -> pd.DataFrame:
-    rows = [
-        {
-            "event_id": event.event_id,
-            "delivery_id": delivery_id,
-            "received_at": received_at,
-            "event_name": event.event_name,
-            "event_time": event.event_time,
-            "target_id": event.target_id,
-            "identity": event.identity,
-            "email": event.email,
-            "phone": event.phone,
-            "object_id": event.object_id,
-            "crm_contact_id": event.crm_contact_id,
-            "properties": json.dumps(event.properties, sort_keys=True, default=str),
-            "status": RECEIVED,
-            "attempts": 0,
-            "updated_at": received_at,
-        }
-        for event in delivery.events
+    events = delivery.events
+    columns: dict[str, list[Any]] = {name: [None] * len(events) for name in INBOX_COLUMNS}
+    columns["event_id"] = [event.event_id for event in events]
+    columns["delivery_id"] = [delivery_id] * len(events)
+    columns["received_at"] = [received_at] * len(events)
+    columns["updated_at"] = [received_at] * len(events)
+    columns["status"] = [RECEIVED] * len(events)
+    columns["attempts"] = [0] * len(events)
+    for name in ("event_name", "event_time", "target_id", "identity", "email", "phone"):
+        columns[name] = [getattr(event, name) for event in events]
+    columns["object_id"] = [event.object_id for event in events]
+    columns["crm_contact_id"] = [event.crm_contact_id for event in events]
+    columns["properties"] = [
+        json.dumps(event.properties, sort_keys=True, default=str) for event in events
     ]
-    frame = typed_frame(rows, INBOX_COLUMNS) if rows else empty_frame(INBOX_COLUMNS)
-    return frame.reindex(columns=list(INBOX_COLUMNS)).pipe(typed_frame, INBOX_COLUMNS)
+    return typed_frame(pd.DataFrame(columns), INBOX_COLUMNS)
 
 
 def _existing_ids(tx: WarehouseTransaction, event_ids: list[str]) -> set[str]:

@@ -176,9 +176,11 @@ def _event(
     event_time = _event_time(_folded(properties), entry, key_values, where)
 
     who = _who(identity, email, phone, object_id, crm_contact_id)
-    fallback = hashlib.sha256(
-        json.dumps([target_id, profile], sort_keys=True, default=str).encode("utf-8")
-    ).hexdigest()
+    fallback = ""
+    if event_time is None:
+        fallback = hashlib.sha256(
+            json.dumps([target_id, profile], sort_keys=True, default=str).encode("utf-8")
+        ).hexdigest()
     return WebhookEvent(
         event_id=event_id(event_name, who, event_time, fallback),
         event_name=event_name,

@@ -17,6 +17,7 @@ from ct_pipeline.webhooks import (
     WEBHOOK_PATH,
     WebhookConfigError,
     create_webhook_app,
+    requeue_parked,
 )
 from ct_pipeline_tests.writeback.conftest import TOKEN
 
@@ -231,3 +232,16 @@ def test_the_receiver_refuses_to_start_without_a_strong_secret(
 ):
     with pytest.raises(WebhookConfigError, match="CT_WEBHOOK_TOKEN"):
         create_webhook_app(sqlite_warehouse, token)
+
+
+def test_requeue_sends_parked_events_back_to_be_matched(receiver: Receiver):
+    receiver.post(json=CHARGED)
+    with receiver.warehouse.transaction() as tx:
+        tx.execute(f"UPDATE {INBOX_TABLE} SET status = 'parked', reason = 'no_matching_contact'")
+
+    requeued = requeue_parked(receiver.warehouse, reason="no_matching_contact")
+
+    inbox = receiver.warehouse.read_table(INBOX_TABLE)
+    assert requeued == 2
+    assert set(inbox["status"]) == {"received"}
+    assert inbox["reason"].isna().all()

@@ -1,14 +1,19 @@
-"""The inbox sensor: a run for new events, a retry later for events a failed run left, else a
-skip with the reason."""
+"""The inbox sensor (a run for new events, a retry later for events a failed run left, else a
+skip with the reason) and the check that the inbox is not stalled."""
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from ct_pipeline.assets.writeback import RETRY_AFTER_SECONDS, webhook_inbox_sensor
+from ct_pipeline.assets.writeback import (
+    RETRY_AFTER_SECONDS,
+    webhook_inbox_not_stalled,
+    webhook_inbox_sensor,
+)
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.webhooks import parse_delivery
 from ct_pipeline.webhooks.inbox import ensure_inbox_tables, store_delivery
@@ -65,3 +70,19 @@ def test_events_a_run_left_pending_are_retried_only_after_the_interval(
     assert later.run_requests[0].run_key.startswith("retry:")
     assert newer.run_requests[0].run_key.startswith("inbox:")
     assert newer.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_an_event_waiting_over_six_hours_fails_the_stalled_inbox_check(
+    sqlite_warehouse: WarehouseResource,
+):
+    ensure_inbox_tables(sqlite_warehouse)
+    raw = json.dumps({"key_values": {"event": "Charged"}, "profiles": [{"identity": "a"}]})
+    long_ago = datetime.now(UTC) - timedelta(hours=7)
+    store_delivery(sqlite_warehouse, parse_delivery(raw.encode()), raw.encode(), long_ago)
+    receive(sqlite_warehouse, "b")
+
+    result = webhook_inbox_not_stalled(warehouse=sqlite_warehouse)
+
+    assert not result.passed
+    assert result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["stale"].value == 1

@@ -43,7 +43,12 @@ def test_each_event_sets_its_field_and_adds_one_note(writeback: Writeback):
         assert len(notes) == before[person.contact_id] + 1, mask_identity(person.identity)
         assert notes[-1]["Note_Title"] == title
         assert person.identity not in notes[-1]["Note_Content"]
+    assert (
+        "Charged on 2026-03-04 20:00 UTC"
+        in records[purchased.contact_id]["notes"][-1]["Note_Content"]
+    )
     assert set(writeback.inbox()["status"]) == {"applied"}
+    assert all(check.passed for check in result.get_asset_check_evaluations())
 
 
 def test_a_repeated_delivery_changes_nothing_more_in_zoho(sqlite_writeback: Writeback):
