@@ -423,6 +423,13 @@ class ZohoSession:
         )
 
 
+def clear_token_cache() -> None:
+    """Forget every cached access token of this process (after rotating credentials, or
+    between tests whose emulators may reuse a port)."""
+    with _TOKEN_CACHE_LOCK:
+        _TOKEN_CACHE.clear()
+
+
 def credits_for_records(record_count: int) -> int:
     """Credits of an insert/update/upsert: 1 per 10 records (Zoho API limits, credit table)."""
     return max(1, math.ceil(record_count / 10))

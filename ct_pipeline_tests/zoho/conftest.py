@@ -14,6 +14,7 @@ from ct_pipeline.sandbox.server import start_in_thread
 from ct_pipeline.sandbox.synthetic import SyntheticCrm, generate_crm
 from ct_pipeline.sandbox.zoho_emulator import create_zoho_app
 from ct_pipeline.zoho import ZohoCRMResource
+from ct_pipeline.zoho.http import clear_token_cache
 
 # More than the 2,000 records that `page` alone reaches, so every full read needs page tokens.
 CONTACTS = 2_500
@@ -105,6 +106,8 @@ def wide_crm(crm: SyntheticCrm) -> SyntheticCrm:
 @pytest.fixture
 def start_sandbox(crm: SyntheticCrm) -> Iterator[Callable[..., Sandbox]]:
     """Start emulators with the given `create_zoho_app` options; all are stopped afterwards."""
+    # A new emulator can get the port of an earlier one, whose tokens the client still caches.
+    clear_token_cache()
     servers = []
 
     def start(data: SyntheticCrm | None = None, **options: Any) -> Sandbox:
