@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dagster as dg
 import pandas as pd
 
+from ct_pipeline.assets.common import SYNC_TAG
 from ct_pipeline.jobs import nightly_full_sync
 from ct_pipeline.warehouse import WarehouseResource
 
@@ -138,7 +139,7 @@ def nightly_full_sync_on_time(
 ) -> dg.AssetCheckResult:
     """Whether the nightly full sync due most recently has succeeded."""
     settings = nightly_settings()
-    due = settings.due_tick(datetime.now(UTC))
+    due = settings.due_tick(utc_now())
     if context.run.job_name == nightly_full_sync.name:
         return dg.AssetCheckResult(
             passed=True,
@@ -158,6 +159,11 @@ def nightly_full_sync_on_time(
     )
 
 
+def utc_now() -> datetime:
+    """The current time in UTC (one place, so tests can move the clock)."""
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class NightlyVerdict:
     """Whether the nightly due at a time succeeded, with the run that says so."""
@@ -168,7 +174,11 @@ class NightlyVerdict:
 
 
 def nightly_verdict(instance: dg.DagsterInstance, due: datetime) -> NightlyVerdict:
-    """Judge the nightly runs created at or after `due`: one success is enough."""
+    """Judge the nightly runs created at or after `due`: one success is enough.
+
+    A code location with no sync run before `due` was deployed after that nightly was due, so
+    there is nothing to miss yet.
+    """
     records = instance.get_run_records(
         dg.RunsFilter(job_name=nightly_full_sync.name, created_after=due), limit=20
     )
@@ -183,6 +193,12 @@ def nightly_verdict(instance: dg.DagsterInstance, due: datetime) -> NightlyVerdi
             f"no nightly_full_sync has succeeded since {due.isoformat()}; the latest, "
             f"{run.run_id}, is {run.status.value}",
             run.run_id,
+        )
+    if not instance.get_run_records(
+        dg.RunsFilter(tags={SYNC_TAG: "true"}, created_before=due), limit=1
+    ):
+        return NightlyVerdict(
+            True, f"no sync ran before {due.isoformat()}: deployed after that nightly was due", None
         )
     return NightlyVerdict(
         False,

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
+from ct_pipeline import schedules
 from ct_pipeline.schedules import (
     NIGHTLY_GRACE_ENV,
     NIGHTLY_TIME_ENV,
@@ -19,6 +20,7 @@ from ct_pipeline.schedules import (
     nightly_settings,
     nightly_sync_watchdog,
 )
+from ct_pipeline_tests.automation.conftest import run_sync_like_job
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
 
@@ -132,11 +134,22 @@ def nightly_due_a_minute_ago(monkeypatch) -> datetime:
     return due
 
 
-def test_a_missed_nightly_fails_the_check_and_is_recorded(
-    nightly_due_a_minute_ago, sqlite_warehouse
-):
-    instance = dg.DagsterInstance.ephemeral()
+@pytest.fixture
+def nightly_missed(monkeypatch, instance) -> datetime:
+    """A sync ran, then a nightly fell due and its grace period passed with no run; returns
+    the due time. The clock is moved two hours on so the sync predates the due time."""
+    run_sync_like_job(instance)
+    later = datetime.now(UTC) + timedelta(hours=2)
+    due = later.astimezone(KOLKATA).replace(second=0, microsecond=0) - timedelta(hours=1, minutes=1)
+    monkeypatch.setenv(NIGHTLY_TIME_ENV, due.strftime("%H:%M"))
+    monkeypatch.setenv(NIGHTLY_GRACE_ENV, "1")
+    monkeypatch.setattr(schedules, "utc_now", lambda: later)
+    return due
 
+
+def test_a_missed_nightly_fails_the_check_and_is_recorded(
+    nightly_missed, instance, sqlite_warehouse
+):
     evaluation = evaluate_watchdog(instance, sqlite_warehouse)
     failures = sqlite_warehouse.read_table(SYNC_FAILURES)
 
@@ -144,13 +157,30 @@ def test_a_missed_nightly_fails_the_check_and_is_recorded(
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert "no nightly_full_sync run has started" in evaluation.description
     assert failures["kind"].tolist() == ["missed_nightly"]
-    assert failures["failed_at"].iloc[0] == nightly_due_a_minute_ago.astimezone(UTC)
+    assert failures["failed_at"].iloc[0] == nightly_missed.astimezone(UTC)
+
+
+def test_a_missed_nightly_is_recorded_once_however_often_it_is_checked(
+    nightly_missed, instance, sqlite_warehouse
+):
+    evaluate_watchdog(instance, sqlite_warehouse)
+    evaluate_watchdog(instance, sqlite_warehouse)
+
+    assert len(sqlite_warehouse.read_table(SYNC_FAILURES)) == 1
+
+
+def test_a_code_location_deployed_after_the_due_time_has_missed_nothing(
+    nightly_due_a_minute_ago, instance, sqlite_warehouse
+):
+    evaluation = evaluate_watchdog(instance, sqlite_warehouse)
+
+    assert evaluation.passed
+    assert "deployed after" in evaluation.description
 
 
 def test_a_failed_nightly_fails_the_check_naming_the_run(
-    nightly_due_a_minute_ago, sqlite_warehouse
+    nightly_due_a_minute_ago, instance, sqlite_warehouse
 ):
-    instance = dg.DagsterInstance.ephemeral()
     failed_run = run_nightly_stand_in(instance, fail=True)
 
     evaluation = evaluate_watchdog(instance, sqlite_warehouse)
@@ -160,21 +190,9 @@ def test_a_failed_nightly_fails_the_check_naming_the_run(
     assert sqlite_warehouse.read_table(SYNC_FAILURES)["run_id"].tolist() == [failed_run]
 
 
-def test_a_missed_nightly_is_recorded_once_however_often_it_is_checked(
-    nightly_due_a_minute_ago, sqlite_warehouse
-):
-    instance = dg.DagsterInstance.ephemeral()
-
-    evaluate_watchdog(instance, sqlite_warehouse)
-    evaluate_watchdog(instance, sqlite_warehouse)
-
-    assert len(sqlite_warehouse.read_table(SYNC_FAILURES)) == 1
-
-
 def test_a_nightly_that_succeeded_after_its_due_time_passes_the_check(
-    nightly_due_a_minute_ago, sqlite_warehouse
+    nightly_due_a_minute_ago, instance, sqlite_warehouse
 ):
-    instance = dg.DagsterInstance.ephemeral()
     run_nightly_stand_in(instance, fail=True)
     succeeded = run_nightly_stand_in(instance)
 
