@@ -101,7 +101,7 @@ class FastPathResult:
     written_as_national: np.ndarray
 
 
-def decide(values: pa.StringArray) -> FastPathResult:
+def decide(values: pa.StringArray | pa.LargeStringArray) -> FastPathResult:
     """Decide the values whose shape and prefix allow it; the others stay undecided.
 
     Works on the UTF-8 bytes of the Arrow array with numpy: separators are ASCII, so dropping
@@ -159,13 +159,16 @@ def _leading_bytes() -> np.ndarray:
     return lookup
 
 
-def _offsets(values: pa.StringArray) -> np.ndarray:
+def _offsets(values: pa.StringArray | pa.LargeStringArray) -> np.ndarray:
     """The value offsets of a (possibly sliced) Arrow string array, as int64."""
-    raw = np.frombuffer(values.buffers()[1], dtype=np.int32)
+    width = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    raw = np.frombuffer(values.buffers()[1], dtype=width)
     return raw[values.offset : values.offset + len(values) + 1].astype(np.int64)
 
 
-def _drop_separators(values: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+def _drop_separators(
+    values: pa.StringArray | pa.LargeStringArray,
+) -> tuple[np.ndarray, np.ndarray]:
     """The bytes of all values with separator bytes removed, and the new offsets."""
     offsets = _offsets(values)
     buffer = values.buffers()[2]

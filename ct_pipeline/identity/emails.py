@@ -49,6 +49,12 @@ _PLAIN_ADDRESS = (
     r"[ \t]*[A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}[ \t]*"
 )
+# ASCII addresses without quotes, backslashes, brackets or parentheses (so no quoted local part,
+# comment or domain literal) that the validator certainly rejects: no '@'; after the first '@'
+# (where it splits) a character that cannot be in an ASCII domain, or no period; a final period;
+# a space before the '@'.
+_SIMPLE_ASCII = r"[!#-'*-Z^-~ \t]*"
+_CERTAINLY_INVALID = r"^[^@]*$|^[^@]*@.*[^A-Za-z0-9.\-]|^[^@]*@[^.]*$|\.$|^[^@]* [^@]*@"
 # Well under the validator's 64-character local part and 254-character address limits.
 _MAX_PLAIN_LENGTH = 64
 # Left to the validator: a label starting "ab--" (checked as Punycode/IDNA) and the special-use
@@ -87,7 +93,10 @@ def normalize_emails(
     plain = plain.fillna(False).to_numpy(dtype=bool)
     email[plain] = text[plain].str.strip(" \t").str.lower()
 
-    present = text.notna().to_numpy() & ~plain
+    trimmed = text.str.strip(" \t")
+    rejected = text.str.fullmatch(_SIMPLE_ASCII) & trimmed.str.contains(_CERTAINLY_INVALID)
+    rejected = rejected.fillna(False).to_numpy(dtype=bool) & ~plain
+    present = text.notna().to_numpy() & ~plain & ~rejected
     blank = np.zeros(len(text), dtype=bool)
     blank[present] = text[present].str.strip().str.len().to_numpy() == 0
     rest = present & ~blank
@@ -96,7 +105,8 @@ def normalize_emails(
         validated = pd.array([_validated(value) for value in uniques], dtype="str")
         email[rest] = validated.take(codes)
 
-    risk = _risk_codes(email, invalid=rest & email.isna().to_numpy(), disposable=disposable)
+    invalid = (rest & email.isna().to_numpy()) | (rejected & (trimmed.str.len() > 0).to_numpy())
+    risk = _risk_codes(email, invalid=invalid, disposable=disposable)
     return pd.DataFrame(
         {"email": email, "risk": pd.Categorical.from_codes(risk, categories=list(EMAIL_RISKS))},
         index=values.index,

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ct_pipeline.identity import emails, phones
+from ct_pipeline.identity._text import as_text
 
 SINGLE = "single"
 MERGED = "merged"
@@ -99,28 +102,27 @@ def find_duplicate_groups(
     """Group records that share a normalised phone or email, with the guards in `options`."""
     options = options or GroupingOptions()
     count = len(records)
-    ids = records[options.id_column].astype("str").to_numpy(dtype=object)
+    ids = _arrow_text(records[options.id_column])
     pairs = _link_values(records, options)
 
-    value_code, values = pd.factorize(pairs["value"])
-    holders = np.bincount(value_code, minlength=len(values))
-    linking = (holders[value_code] >= 2) & (holders[value_code] <= options.max_records_per_value)
-    too_shared = holders[value_code] > options.max_records_per_value
-
-    group = _components(count, pairs["record"][linking], value_code[linking], len(values))
-    size = np.bincount(group, minlength=group.max() + 1 if count else 0)[group]
+    holders = np.bincount(pairs.value_code, minlength=len(pairs.values))[pairs.value_code]
+    linking = (holders >= 2) & (holders <= options.max_records_per_value)
+    group = _components(count, pairs.record[linking], pairs.value_code[linking], len(pairs.values))
+    group_count = int(group.max()) + 1 if count else 0
+    size = np.bincount(group, minlength=group_count)[group]
     oversized = size > options.max_group_size
     status = np.where(size == 1, SINGLE, np.where(oversized, OVERSIZED, MERGED))
 
     order = _canonical_order(records, group, ids, options)
+    ordered_group = group[order]
     first_in_group = np.ones(count, dtype=bool)
-    first_in_group[1:] = group[order][1:] != group[order][:-1]
-    canonical_of_group = np.empty(group.max() + 1 if count else 0, dtype=np.int64)
-    canonical_of_group[group[order][first_in_group]] = order[first_in_group]
+    first_in_group[1:] = ordered_group[1:] != ordered_group[:-1]
+    canonical_of_group = np.empty(group_count, dtype=np.int64)
+    canonical_of_group[ordered_group[first_in_group]] = order[first_in_group]
     canonical = np.where(oversized, np.arange(count), canonical_of_group[group])
 
     identity = _identities(records, options)
-    canonical_identity = _group_identity(identity, group, order, oversized)
+    canonical_identity = _group_identity(identity, group, order, oversized, group_count)
     colliding, collisions = _collisions(ids, canonical, canonical_identity, options)
 
     result = pd.DataFrame(
@@ -129,53 +131,66 @@ def find_duplicate_groups(
             "group_size": size,
             "group_status": pd.Categorical(status, categories=[SINGLE, MERGED, OVERSIZED]),
             "is_canonical": canonical == np.arange(count),
-            "canonical_id": pd.array(ids[canonical], dtype="str"),
+            "canonical_id": pd.array(ids.take(canonical), dtype="str"),
             "canonical_identity": pd.array(canonical_identity, dtype="str"),
             "identity_collision": colliding,
         },
         index=records.index,
     )
-    links = _links(pairs, linking & (size[pairs["record"]] > 1), group, ids, options)
-    suppressed = _suppressed(pairs, too_shared, holders[value_code], options)
+    links = _links(pairs, linking & (size[pairs.record] > 1), group, ids, options)
+    suppressed = _suppressed(pairs, holders > options.max_records_per_value, holders, options)
     return DuplicateGroups(result, links, suppressed, collisions)
 
 
-def _link_values(records: pd.DataFrame, options: GroupingOptions) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class _Pairs:
+    """Record-value memberships: parallel arrays, plus the distinct values and field names."""
+
+    record: np.ndarray
+    field_code: np.ndarray
+    value_code: np.ndarray
+    values: pa.Array
+    fields: tuple[str, ...]
+
+
+def _link_values(records: pd.DataFrame, options: GroupingOptions) -> _Pairs:
     """Every (record, field, normalised value) that may link, one per record and value."""
+    fields = tuple(
+        column for column in (*options.phone_columns, *options.email_columns) if column in records
+    )
     record_parts, field_parts, value_parts = [], [], []
-    for column in (*options.phone_columns, *options.email_columns):
-        if column not in records:
-            continue
+    for field_code, column in enumerate(fields):
         if column in options.phone_columns:
             normalised = phones.normalize_phones(
                 records[column], options.region, foreign_regions=()
             )
-            value, risk = normalised["e164"], normalised["risk"]
-            blocked = (risk == phones.PLACEHOLDER).to_numpy()
+            value = normalised["e164"]
+            blocked = (normalised["risk"] == phones.PLACEHOLDER).to_numpy()
         else:
             normalised = emails.normalize_emails(records[column])
-            value, risk = normalised["email"], normalised["risk"]
-            blocked = risk.isin(options.unlinkable_email_risks).to_numpy()
+            value = normalised["email"]
+            blocked = normalised["risk"].isin(options.unlinkable_email_risks).to_numpy()
         keep = np.flatnonzero(value.notna().to_numpy() & ~blocked)
         record_parts.append(keep)
-        field_parts.append(np.full(len(keep), column, dtype=object))
-        value_parts.append(value.to_numpy(dtype=object)[keep])
+        field_parts.append(np.full(len(keep), field_code, dtype=np.int8))
+        value_parts.append(_arrow_text(value).take(keep).cast(pa.large_string()))
 
-    if not record_parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return {"record": empty, "field": empty.astype(object), "value": empty.astype(object)}
-    pairs = pd.DataFrame(
-        {
-            "record": np.concatenate(record_parts),
-            "field": np.concatenate(field_parts),
-            "value": pd.array(np.concatenate(value_parts), dtype="str"),
-        }
-    ).drop_duplicates(subset=["record", "value"])
-    return {
-        "record": pairs["record"].to_numpy(dtype=np.int64),
-        "field": pairs["field"].to_numpy(dtype=object),
-        "value": pairs["value"].to_numpy(dtype=object),
-    }
+    if not fields:
+        nothing = np.zeros(0, dtype=np.int64)
+        return _Pairs(nothing, nothing.astype(np.int8), nothing, pa.array([], pa.string()), ())
+    encoded = pa.concat_arrays(value_parts).dictionary_encode()
+    record = np.concatenate(record_parts)
+    value_code = encoded.indices.to_numpy().astype(np.int64)
+    # Keep the first field a record holds a value in (Mobile before Phone).
+    key = pd.Series(record * len(encoded.dictionary) + value_code)
+    first = np.flatnonzero(~key.duplicated().to_numpy())
+    return _Pairs(
+        record[first],
+        np.concatenate(field_parts)[first],
+        value_code[first],
+        encoded.dictionary,
+        fields,
+    )
 
 
 def _components(
@@ -187,12 +202,12 @@ def _components(
         (np.ones(len(record), dtype=np.int8), (record, count + value_code)), shape=(nodes, nodes)
     )
     _, labels = connected_components(graph.tocsr(), directed=False)
-    _, group = np.unique(labels[:count], return_inverse=True)
+    group, _ = pd.factorize(labels[:count])
     return group.astype(np.int64)
 
 
 def _canonical_order(
-    records: pd.DataFrame, group: np.ndarray, ids: np.ndarray, options: GroupingOptions
+    records: pd.DataFrame, group: np.ndarray, ids: pa.Array, options: GroupingOptions
 ) -> np.ndarray:
     """Record positions sorted by group, then canonical first."""
     keys = {
@@ -200,19 +215,19 @@ def _canonical_order(
         "deals": -_has_deals(records, options).astype(np.int8),
         "modified": -_modified_ns(records, options),
     }
+    id_rank = pc.rank(ids, sort_keys="ascending").to_numpy()
     # np.lexsort sorts by the last key first.
-    sort_keys = [pd.factorize(ids, sort=True)[0]]
-    sort_keys += [keys[name] for name in reversed(options.canonical_order)]
-    sort_keys.append(group)
+    sort_keys = [id_rank, *(keys[name] for name in reversed(options.canonical_order)), group]
     return np.lexsort(sort_keys)
 
 
 def _module_rank(records: pd.DataFrame, options: GroupingOptions) -> np.ndarray:
     if options.module_column not in records:
         return np.zeros(len(records), dtype=np.int64)
-    ranks = {module: rank for rank, module in enumerate(options.module_priority)}
-    modules = records[options.module_column].astype("str")
-    return modules.map(ranks).fillna(len(ranks)).to_numpy(dtype=np.int64)
+    modules = _arrow_text(records[options.module_column])
+    priority = pa.array(list(options.module_priority), type=modules.type)
+    rank = pc.index_in(modules, value_set=priority)
+    return pc.fill_null(rank, len(options.module_priority)).to_numpy().astype(np.int64)
 
 
 def _has_deals(records: pd.DataFrame, options: GroupingOptions) -> np.ndarray:
@@ -225,97 +240,135 @@ def _has_deals(records: pd.DataFrame, options: GroupingOptions) -> np.ndarray:
 def _modified_ns(records: pd.DataFrame, options: GroupingOptions) -> np.ndarray:
     if options.modified_column not in records:
         return np.zeros(len(records), dtype=np.int64)
-    modified = pd.to_datetime(records[options.modified_column], utc=True, errors="coerce")
-    nanoseconds = modified.astype("int64").to_numpy()
+    modified = records[options.modified_column]
+    if not isinstance(modified.dtype, pd.DatetimeTZDtype):
+        modified = pd.to_datetime(modified, utc=True, errors="coerce", format="ISO8601")
+    nanoseconds = modified.dt.tz_convert("UTC").astype("int64").to_numpy()
     return np.where(modified.isna().to_numpy(), np.iinfo(np.int64).min + 1, nanoseconds)
 
 
-def _identities(records: pd.DataFrame, options: GroupingOptions) -> np.ndarray:
+def _identities(records: pd.DataFrame, options: GroupingOptions) -> pa.Array:
     if options.identity_column is None or options.identity_column not in records:
-        return np.full(len(records), None, dtype=object)
-    identity = records[options.identity_column].astype("str")
-    return identity.astype(object).where(identity.notna(), None).to_numpy(dtype=object)
+        return pa.nulls(len(records), pa.large_string())
+    return _arrow_text(records[options.identity_column]).cast(pa.large_string())
 
 
 def _group_identity(
-    identity: np.ndarray, group: np.ndarray, order: np.ndarray, oversized: np.ndarray
-) -> np.ndarray:
+    identity: pa.Array,
+    group: np.ndarray,
+    order: np.ndarray,
+    oversized: np.ndarray,
+    group_count: int,
+) -> pa.Array:
     """The canonical record's identity, or the next record's in canonical order when it has
     none; an oversized group's records keep their own."""
-    ordered = pd.Series(identity[order], dtype="str")
-    first = ordered.groupby(group[order], sort=False).first()
-    per_group = first.reindex(np.arange(group.max() + 1 if len(group) else 0))
-    chosen = per_group.to_numpy(dtype=object)[group]
-    return np.where(oversized, identity, chosen)
+    known = pc.is_valid(identity).to_numpy(zero_copy_only=False)
+    with_identity = order[known[order]]
+    groups_with, first = np.unique(group[with_identity], return_index=True)
+    source = np.full(group_count, -1, dtype=np.int64)
+    source[groups_with] = with_identity[first]
+    chosen = np.where(oversized, np.arange(len(group)), source[group])
+    taken = identity.take(pa.array(np.where(chosen < 0, 0, chosen)))
+    return pc.if_else(pa.array(chosen >= 0), taken, pa.scalar(None, identity.type))
 
 
 def _collisions(
-    ids: np.ndarray, canonical: np.ndarray, identity: np.ndarray, options: GroupingOptions
+    ids: pa.Array, canonical: np.ndarray, identity: pa.Array, options: GroupingOptions
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Identities that more than one canonical person would upload."""
-    people = pd.DataFrame({"person": canonical, "identity": pd.array(identity, dtype="str")})
-    people = people.dropna().drop_duplicates()
-    shared = people["identity"].duplicated(keep=False)
-    colliding_people = people[shared]
-    flagged = pd.Series(identity, dtype="str").isin(colliding_people["identity"].unique())
+    encoded = identity.dictionary_encode()
+    code = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+    known = code >= 0
+    stride = len(encoded.dictionary) + 1
+    person_identity = pd.unique(canonical[known] * stride + code[known])
+    person, identity_code = person_identity // stride, person_identity % stride
+    people = np.bincount(identity_code, minlength=stride)
+    colliding = people[identity_code] > 1
+    flagged = known & (people[np.where(known, code, stride - 1)] > 1)
 
-    by_identity = colliding_people.groupby("identity", sort=True)["person"]
-    canonical_ids = by_identity.agg(lambda people_: sorted(ids[people_].tolist()))
-    names = canonical_ids.index.to_numpy(dtype=object)
-    collisions = pd.DataFrame(
-        {
-            "identity_masked": pd.array([mask_value(name) for name in names], dtype="str"),
-            "identity_hash": pd.array([hash_value(name, options.hash_key) for name in names]),
-            "canonical_ids": canonical_ids.to_numpy(dtype=object),
-            "people": by_identity.size().to_numpy(),
-        }
-    )
-    return flagged.fillna(False).to_numpy(dtype=bool), collisions
+    table = pd.DataFrame({"identity": identity_code[colliding], "person": person[colliding]})
+    rows = []
+    for value_code, persons in table.groupby("identity")["person"]:
+        value = encoded.dictionary[int(value_code)].as_py()
+        rows.append(
+            {
+                "identity_masked": mask_value(value),
+                "identity_hash": hash_value(value, options.hash_key),
+                "canonical_ids": sorted(ids.take(pa.array(persons.to_numpy())).to_pylist()),
+                "people": len(persons),
+            }
+        )
+    columns = ["identity_masked", "identity_hash", "canonical_ids", "people"]
+    return flagged, pd.DataFrame(rows, columns=columns)
 
 
 def _links(
-    pairs: dict[str, np.ndarray],
-    keep: np.ndarray,
-    group: np.ndarray,
-    ids: np.ndarray,
-    options: GroupingOptions,
+    pairs: _Pairs, keep: np.ndarray, group: np.ndarray, ids: pa.Array, options: GroupingOptions
 ) -> pd.DataFrame:
-    record = pairs["record"][keep]
-    value = pairs["value"][keep]
-    return pd.DataFrame(
+    record = pairs.record[keep]
+    value_code = pairs.value_code[keep]
+    masked, hashed = _display_forms(pairs.values, value_code, options.hash_key)
+    links = pd.DataFrame(
         {
             "group_id": group[record],
-            "record_id": pd.array(ids[record], dtype="str"),
-            "field": pd.array(pairs["field"][keep], dtype="str"),
-            "value": pd.array(value, dtype="str"),
-            "value_masked": _masked(value),
-            "value_hash": _hashed(value, options.hash_key),
+            "record_id": pd.array(ids.take(pa.array(record)), dtype="str"),
+            "field": pd.Categorical.from_codes(pairs.field_code[keep], categories=pairs.fields),
+            "value": pd.array(pairs.values.take(pa.array(value_code)), dtype="str"),
+            "value_masked": masked,
+            "value_hash": hashed,
         }
-    ).sort_values(["group_id", "record_id"], ignore_index=True)
+    )
+    return links.sort_values(["group_id", "record_id"], ignore_index=True)
 
 
 def _suppressed(
-    pairs: dict[str, np.ndarray], keep: np.ndarray, holders: np.ndarray, options: GroupingOptions
+    pairs: _Pairs, keep: np.ndarray, holders: np.ndarray, options: GroupingOptions
 ) -> pd.DataFrame:
-    table = pd.DataFrame(
-        {"field": pairs["field"][keep], "value": pairs["value"][keep], "records": holders[keep]}
-    ).drop_duplicates(subset=["value"])
-    value = table["value"].to_numpy(dtype=object)
+    value_code, first = np.unique(pairs.value_code[keep], return_index=True)
+    masked, hashed = _display_forms(pairs.values, value_code, options.hash_key)
     return pd.DataFrame(
         {
-            "field": pd.array(table["field"].to_numpy(dtype=object), dtype="str"),
-            "value_masked": _masked(value),
-            "value_hash": _hashed(value, options.hash_key),
-            "records": table["records"].to_numpy(),
+            "field": pd.Categorical.from_codes(
+                pairs.field_code[keep][first], categories=pairs.fields
+            ),
+            "value_masked": masked,
+            "value_hash": hashed,
+            "records": holders[keep][first],
         }
     )
+
+
+def _display_forms(
+    values: pa.Array, value_code: np.ndarray, key: bytes
+) -> tuple[pd.arrays.ArrowStringArray, pd.arrays.ArrowStringArray]:
+    """Masked and hashed forms of `values[value_code]`, computed once per distinct value."""
+    position, distinct = pd.factorize(value_code)
+    texts = values.take(pa.array(distinct))
+    hashed = np.array([hash_value(text, key) for text in texts.to_pylist()], dtype=object)
+    masked = _masked(texts).take(pa.array(position))
+    return pd.array(masked, dtype="str"), pd.array(hashed[position], dtype="str")
+
+
+def _masked(texts: pa.Array) -> pa.Array:
+    """`mask_value` for a whole Arrow array at once."""
+    texts = texts.cast(pa.string())
+    is_email = pc.match_substring(texts, "@")
+    domain = pc.replace_substring_regex(texts, r"^.*@", "")
+    email = pc.binary_join_element_wise(pc.utf8_slice_codeunits(texts, 0, 1), "***@", domain, "")
+    length = pc.utf8_length(texts)
+    stars = pc.binary_repeat("*", pc.max_element_wise(pc.subtract(length, 7), 0))
+    middle = pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(texts, 0, 3), stars, pc.utf8_slice_codeunits(texts, -4), ""
+    )
+    short = pc.binary_repeat("*", length)
+    phone = pc.if_else(pc.less_equal(length, 7), short, middle)
+    return pc.if_else(is_email, email, phone)
 
 
 def mask_value(value: str) -> str:
     """A display form that does not reveal the value: '+91******3210', 'p***@acme.in'."""
     if "@" in value:
-        local, _, domain = value.rpartition("@")
-        return f"{local[:1]}***@{domain}"
+        return f"{value[:1]}***@{value.rpartition('@')[2]}"
     if len(value) <= 7:
         return "*" * len(value)
     return value[:3] + "*" * (len(value) - 7) + value[-4:]
@@ -327,13 +380,7 @@ def hash_value(value: str, key: bytes = b"") -> str:
     return digest.hexdigest()
 
 
-def _masked(values: np.ndarray) -> pd.arrays.ArrowStringArray:
-    distinct, codes = np.unique(values.astype(str), return_inverse=True)
-    masked = np.array([mask_value(value) for value in distinct], dtype=object)
-    return pd.array(masked[codes] if len(values) else masked, dtype="str")
-
-
-def _hashed(values: np.ndarray, key: bytes) -> pd.arrays.ArrowStringArray:
-    distinct, codes = np.unique(values.astype(str), return_inverse=True)
-    hashed = np.array([hash_value(value, key) for value in distinct], dtype=object)
-    return pd.array(hashed[codes] if len(values) else hashed, dtype="str")
+def _arrow_text(values: pd.Series) -> pa.Array:
+    """A column as one Arrow string array (missing values null)."""
+    array = pa.array(as_text(values).array)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array

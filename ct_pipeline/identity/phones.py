@@ -17,7 +17,7 @@ import pandas as pd
 import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
-from phonenumbers import CountryCodeSource, NumberParseException, PhoneNumberFormat
+from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from ct_pipeline.identity import _phone_fast_path
 from ct_pipeline.identity._text import as_text
@@ -57,6 +57,9 @@ _FOREIGN_CHECKED_CODES = (*_NOT_MOBILE_CODES, _TYPE_CODE[FIXED_LINE_OR_MOBILE])
 _NO_CODE = -1
 _PLACEHOLDER_CODE = PHONE_RISKS.index(PLACEHOLDER)
 _E164_PREFIX = f"+{_phone_fast_path.COUNTRY_CODE}"
+# ' ext. 12', ' extn 12', ' x12': forms of the library's explicit and ambiguous extension labels.
+_EXTENSION = r"^(?P<number>.*[0-9]) +(?:[Ee][Xx][Tt][Nn]?\.?|[Xx]) *[0-9]{1,6}$"
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９＋", "0123456789+")
 
 
 @dataclass(frozen=True)
@@ -104,18 +107,20 @@ def normalize_phones(
     arrow_values = pa.array(text.array)
     if isinstance(arrow_values, pa.ChunkedArray):
         arrow_values = arrow_values.combine_chunks()
-    arrow_values = arrow_values.cast(pa.string())
+    fast_input = _with_ascii_digits(arrow_values)
     count = len(text)
-    e164 = pa.nulls(count, pa.string())
+    e164: pa.Array = pa.nulls(count, pa.string())
     type_code = np.full(count, _NO_CODE, dtype=np.int8)
     risk_code = np.full(count, _NO_CODE, dtype=np.int8)
 
     decided = np.zeros(count, dtype=bool)
     if options.region.upper() == _phone_fast_path.FAST_PATH_REGION:
-        fast = _phone_fast_path.decide(arrow_values)
+        fast, extension = _decide_fast(fast_input)
         decided = fast.decided
         type_code[decided] = _from_library_types(fast.library_type[decided])
-        e164 = _e164_strings(fast.national_digits, decided & (fast.library_type >= 0))
+        valid = decided & (fast.library_type >= 0)
+        e164 = _e164_strings(fast.national_digits, valid)
+        risk_code[valid & extension] = PHONE_RISKS.index(EXTENSION_DROPPED)
         _flag_fast_risks(fast, type_code, risk_code, options)
 
     undecided = np.flatnonzero(~decided & pc.is_valid(arrow_values).to_numpy(zero_copy_only=False))
@@ -137,6 +142,49 @@ def normalize_phones(
         },
         index=values.index,
     )
+
+
+def _decide_fast(
+    values: pa.Array,
+) -> tuple[_phone_fast_path.FastPathResult, np.ndarray]:
+    """The fast path, also for values ending in an extension such as ' ext. 12'.
+
+    Of the library's extension forms only `_EXTENSION` is handled: the number ends with a digit,
+    so the library's end-anchored extension pattern can first match at the spaces before the
+    label (no form starts with a digit), and what it keeps before them is the number itself.
+    """
+    fast = _phone_fast_path.decide(values)
+    extension = np.zeros(len(values), dtype=bool)
+    candidates = np.flatnonzero(~fast.decided & pc.is_valid(values).to_numpy(zero_copy_only=False))
+    if not len(candidates):
+        return fast, extension
+    parts = pc.extract_regex(values.take(candidates), _EXTENSION).field("number")
+    matched = pc.is_valid(parts).to_numpy(zero_copy_only=False)
+    if not matched.any():
+        return fast, extension
+    numbers = _phone_fast_path.decide(parts.filter(pa.array(matched)))
+    positions = candidates[matched][numbers.decided]
+    fast.decided[positions] = True
+    fast.library_type[positions] = numbers.library_type[numbers.decided]
+    fast.national_number[positions] = numbers.national_number[numbers.decided]
+    fast.national_digits[positions] = numbers.national_digits[numbers.decided]
+    extension[positions] = True
+    return fast, extension
+
+
+def _with_ascii_digits(values: pa.StringArray) -> pa.StringArray:
+    """Values with full-width digits and plus signs written in ASCII.
+
+    The library reads any Unicode decimal digit as its ASCII digit and '＋' as '+' at every step
+    (its patterns use Unicode `\\d` and both plus signs), so the fast path may decide the ASCII
+    form in place of the original.
+    """
+    non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(values), True))
+    positions = np.flatnonzero(non_ascii.to_numpy(zero_copy_only=False))
+    if not len(positions):
+        return values
+    translated = [value.translate(_FULL_WIDTH) for value in values.take(positions).to_pylist()]
+    return pc.replace_with_mask(values, non_ascii, pa.array(translated, type=values.type))
 
 
 def _flag_fast_risks(
@@ -205,7 +253,7 @@ def _library_outcome(value: str, region: str) -> _LibraryOutcome:
     """One value through `phonenumbers`, as the agreement defines it."""
     digits = "".join(char for char in value if char.isascii() and char.isdigit())
     try:
-        number = phonenumbers.parse(value, region, keep_raw_input=True)
+        number = phonenumbers.parse(value, region)
     except NumberParseException:
         risk = _PLACEHOLDER_CODE if digits in _PLACEHOLDER_SET else _NO_CODE
         return _LibraryOutcome(None, _TYPE_CODE[INVALID], risk, None, False)
@@ -213,13 +261,13 @@ def _library_outcome(value: str, region: str) -> _LibraryOutcome:
     national = str(number.national_number)
     checked = national if len(national) >= PLACEHOLDER_MIN_DIGITS else digits
     risk = _PLACEHOLDER_CODE if checked in _PLACEHOLDER_SET else _NO_CODE
-    written_as_national = (
-        number.country_code_source == CountryCodeSource.FROM_DEFAULT_COUNTRY and digits == national
-    )
+    # Every digit is in the national number: no '+', international, country or trunk prefix.
+    written_as_national = digits == national
     if not phonenumbers.is_valid_number(number):
         return _LibraryOutcome(None, _TYPE_CODE[INVALID], risk, national, written_as_national)
 
-    type_code = int(_from_library_types(np.array([phonenumbers.number_type(number)]))[0])
+    type_name = _LIBRARY_TYPE_NAMES.get(phonenumbers.number_type(number), OTHER)
+    type_code = _TYPE_CODE[type_name]
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     if risk == _NO_CODE and number.extension:
         risk = PHONE_RISKS.index(EXTENSION_DROPPED)

@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from ct_pipeline.identity import normalize_emails
 from ct_pipeline_tests.identity.helpers import mask
 
-ADDRESS_CHARACTERS = list("abcXYZ019._+-@ \t") + ["--", "@@", "é", "ü", ".test", ".com", "xn--"]
+ADDRESS_CHARACTERS = list('abcXYZ019._+-@ \t,;"()[]\\') + [
+    "--",
+    "@@",
+    "é",
+    "ü",
+    ".test",
+    ".com",
+    "xn--",
+    "\u00a0",
+]
 
 
 def validator_answer(value: object) -> str | None:

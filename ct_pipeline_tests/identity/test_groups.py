@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ct_pipeline.identity import GroupingOptions, find_duplicate_groups
+from ct_pipeline.identity.groups import _masked, mask_value
 
 OFFICE = "+91 80 2345 6789"
 SMALL_POOL = [f"+91 98{index:03d} 4567{index % 10}" for index in range(6)]
@@ -156,3 +158,16 @@ def test_groups_are_the_components_of_records_sharing_a_linking_value(rows: list
         for right in range(len(rows)):
             same_group = groups[left] == groups[right]
             assert same_group == (root(left) == root(right)), f"records {left} and {right}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(st.sampled_from(list("+0123456789@abc.é")), max_size=20), max_size=20))
+def test_masks_in_frames_are_the_display_masks(values: list[str]) -> None:
+    assert _masked(pa.array(values, type=pa.string())).to_pylist() == [
+        mask_value(value) for value in values
+    ]
+
+
+def test_mask_hides_all_but_the_ends_of_a_number() -> None:
+    assert mask_value("+919812345678") == "+91******5678"
+    assert mask_value("priya@acme.in") == "p***@acme.in"

@@ -35,6 +35,7 @@ MESSY_CHARACTERS = list("0123456789 +-().#,;/xX") + [
     "é",
     "\u00a0",
 ]
+EXTENSIONS = ["", "", "", " ext. 12", " extn 7", " x123", "x9", " EXT 1234567", " ext", " # 5"]
 INDIAN_PREFIXES = ["", "+91", "+91 ", "91", "0", "0091 ", "00 91", "+", "+0091", "00", "+910", "0 "]
 
 
@@ -79,7 +80,7 @@ def indian_number(draw: st.DrawFn) -> str:
     separators = draw(st.lists(st.sampled_from(["", "", "", " ", "-", ".", "(", ")"]), min_size=10))
     body = "".join(digit + sep for digit, sep in zip(national, separators, strict=False))
     lead = draw(st.sampled_from(["", " ", "(", "-"]))
-    return lead + prefix + body
+    return lead + prefix + body + draw(st.sampled_from(EXTENSIONS))
 
 
 @st.composite
@@ -129,6 +130,11 @@ def test_other_regions_match_the_library(values: list[str], region: str) -> None
         "6502532222",
         "9999999999",
         "98765 43210 ext. 12",
+        "+91 98123 45678 extn 123",
+        "98123 45678 x12",
+        "98123 45678x12",
+        "98123 45678 X 1234567",
+        "98123 45678 ext 12 ext 3",
         "９８７６５ ４３２１０",
         "+９１ ９８７６５４３２１０",
         "",
