@@ -119,6 +119,11 @@ def _module_asset(module: str) -> dg.AssetsDefinition:
             return dg.MaterializeResult(metadata={"skipped": True})
         mapped = [m.zoho for m in config.profile.mappings] if module == "Contacts" else []
         fields = requested_fields(module, mapped)
+        unknown = zoho.unknown_fields(module, fields)
+        if unknown:
+            # Not read, so the mapped-fields check fails naming them and nothing is pushed.
+            context.log.warning(f"{module} has no field(s) {', '.join(unknown)} in Zoho")
+            fields = [name for name in fields if name not in unknown]
         started = datetime.now(UTC)
         cursor = read_cursor(warehouse, module)
         full = is_full_refresh(context) or cursor is None or not warehouse.table_exists(table)
@@ -136,6 +141,7 @@ def _module_asset(module: str) -> dg.AssetsDefinition:
             metadata={
                 **summary,
                 "mode": "full refresh" if full else "incremental",
+                "fields missing in Zoho": ", ".join(unknown),
                 "zoho calls (resource total)": usage.get("calls", 0),
                 "zoho credits (resource total)": usage.get("credits", 0),
                 **warehouse_table_metadata(warehouse, table),

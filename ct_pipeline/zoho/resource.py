@@ -207,6 +207,14 @@ class ZohoCRMResource(dg.ConfigurableResource):
             timeout=self.bulk_timeout,
         )
 
+    def unknown_fields(self, module: str, fields: Sequence[str]) -> list[str]:
+        """The names in `fields` that the module's field metadata does not list (renamed or
+        removed in Zoho, or hidden from the API user); empty when metadata is unavailable."""
+        schema = self._schema(module)
+        if not schema.from_metadata:
+            return []
+        return [name for name in fields if name != "id" and schema.kind(name) is None]
+
     def has_changes(self, module: str, since: datetime) -> bool:
         """Whether a record of `module` changed after `since` (one call, one credit)."""
         return records.has_changes(self._client(), module, since)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections import Counter
 
+import dagster as dg
 import pandas as pd
 
 from ct_pipeline.assets.common import DRY_RUN_TAG
+from ct_pipeline.sandbox.launch import start_sandbox
 from ct_pipeline_tests.pipeline.conftest import Pipeline
 
 
@@ -186,3 +190,23 @@ def pushed_contact_deal(pipeline: Pipeline) -> pd.Series:
 def clevertap_flag(pipeline: Pipeline, identity: str) -> bool:
     profile = pipeline.clevertap("GET", "profiles", identity=identity)["profiles"][0]
     return profile["profileData"]["has_open_escalation"]
+
+
+def test_a_mapped_field_renamed_in_zoho_stops_the_push_naming_the_field(warehouse, synthetic_crm):
+    renamed = copy.deepcopy(synthetic_crm)
+    contacts = renamed.contacts.rename(columns={"Customer_Tier": "Customer_Segment"})
+    renamed = dataclasses.replace(renamed, contacts=contacts)
+    sandbox = start_sandbox(crm=renamed)
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            pipeline = Pipeline(sandbox=sandbox, warehouse=warehouse, instance=instance)
+            result = pipeline.run("nightly_full_sync")
+            uploads = pipeline.upload_requests()
+    finally:
+        sandbox.stop()
+
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert not result.success
+    assert [e.check_name for e in failed] == ["mapped_fields_present"]
+    assert "Customer_Tier" in failed[0].description
+    assert uploads == 0
