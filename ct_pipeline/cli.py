@@ -112,6 +112,29 @@ def dev(port: int, contacts: int, seed: int) -> None:
         running.stop()
 
 
+@main.command("webhook-server")
+@click.option("--port", type=int, default=8787, show_default=True, help="Port to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind. Keep 127.0.0.1 behind a TLS reverse proxy; 0.0.0.0 exposes it.",
+)
+def webhook_server(port: int, host: str) -> None:
+    """Receive CleverTap webhooks on POST /webhooks/clevertap and store them for write-back.
+
+    CleverTap must send CT_WEBHOOK_TOKEN as the Basic authentication password (or a bearer
+    token). Deliveries go to the warehouse ($CT_WAREHOUSE_URL); the crm_writeback job applies
+    them to Zoho.
+    """
+    from ct_pipeline.webhooks import WebhookConfigError, serve_webhooks
+
+    try:
+        serve_webhooks(port=port, host=host)
+    except (WebhookConfigError, SyncConfigError) as error:
+        raise click.ClickException(str(error)) from None
+
+
 @main.group()
 def config() -> None:
     """Inspect the sync configuration."""

@@ -106,16 +106,18 @@ def clevertap_webhook_inbox(
         with warehouse.transaction() as tx:
             update_events(tx, outcome)
 
-    matched = int((outcome.get("status", pd.Series()) == MATCHED).sum())
+    matched = outcome[outcome["status"] == MATCHED] if len(outcome) else outcome
     parked = outcome[outcome["status"] == PARKED] if len(outcome) else outcome
-    context.log.info(f"{len(received)} new webhook events: {matched} matched, {len(parked)} parked")
+    context.log.info(
+        f"{len(received)} new webhook events: {len(matched)} matched, {len(parked)} parked"
+    )
     return dg.MaterializeResult(
         metadata={
             **warehouse_table_metadata(warehouse, INBOX_TABLE),
             "new events": len(received),
-            "matched": matched,
+            "matched": len(matched),
             "matched by": dg.MetadataValue.json(
-                outcome["matched_by"].value_counts().to_dict() if len(outcome) else {}
+                matched["matched_by"].value_counts().to_dict() if len(matched) else {}
             ),
             "parked": len(parked),
             "parked by reason": dg.MetadataValue.json(

@@ -285,9 +285,8 @@ def _field_changes(
     by_index = {outcome.input_index: outcome for outcome in outcomes}
     for position, (row, event_ids) in enumerate(zip(rows, members, strict=True)):
         outcome = by_index.get(position)
-        refused_field = (outcome.details.get("api_name") if outcome else None) or None
+        refused_field = _refused_field(outcome, row)
         for event_id in event_ids:
-            event_field = events.at[event_id, "field"]
             change: dict[str, Any] = {"event_id": event_id}
             if outcome is not None and outcome.ok:
                 change["field_status"] = FIELD_WRITTEN
@@ -296,7 +295,7 @@ def _field_changes(
             elif (
                 outcome is None
                 or outcome.code in TRANSIENT_CODES
-                or (refused_field in row and refused_field != event_field and len(row) > 2)
+                or refused_field not in (None, events.at[event_id, "field"])
             ):
                 # Not answered, "not now", or refused for another event's field.
                 change["last_error"] = _describe(outcome)
@@ -312,6 +311,14 @@ def _field_changes(
         columns=["event_id", "field_status", "status", "reason", "last_error"]
     )
     return frame, pd.DataFrame(log)
+
+
+def _refused_field(outcome: WriteOutcome | None, row: dict[str, Any]) -> str | None:
+    """The field of `row` Zoho named when it refused the row, if it named one of its fields."""
+    if outcome is None or outcome.ok:
+        return None
+    api_name = outcome.details.get("api_name")
+    return api_name if api_name in row and api_name != "id" else None
 
 
 def _note_changes(
