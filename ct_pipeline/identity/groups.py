@@ -312,7 +312,7 @@ def _links(
         {
             "group_id": group[record],
             "record_id": pd.array(ids.take(pa.array(record)), dtype="str"),
-            "field": pd.Categorical.from_codes(pairs.field_code[keep], categories=pairs.fields),
+            "field": _field_names(pairs, pairs.field_code[keep]),
             "value": pd.array(pairs.values.take(pa.array(value_code)), dtype="str"),
             "value_masked": masked,
             "value_hash": hashed,
@@ -328,14 +328,17 @@ def _suppressed(
     masked, hashed = _display_forms(pairs.values, value_code, options.hash_key)
     return pd.DataFrame(
         {
-            "field": pd.Categorical.from_codes(
-                pairs.field_code[keep][first], categories=pairs.fields
-            ),
+            "field": _field_names(pairs, pairs.field_code[keep][first]),
             "value_masked": masked,
             "value_hash": hashed,
             "records": holders[keep][first],
         }
     )
+
+
+def _field_names(pairs: _Pairs, field_code: np.ndarray) -> pd.arrays.ArrowStringArray:
+    names = np.array(pairs.fields, dtype=object)
+    return pd.array(names[field_code] if len(names) else [], dtype="str")
 
 
 def _display_forms(
