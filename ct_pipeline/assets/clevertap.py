@@ -304,7 +304,7 @@ def clevertap_profile_sync(
         if dry_run:
             return
         with warehouse.transaction() as tx:
-            _record_profile_outcomes(tx, frame, context.run_id)
+            _record_profile_outcomes(tx, frame, context.run.run_id)
 
     report = client.upload(items, on_batch_done=record_batch)
     every = (
@@ -427,7 +427,7 @@ def clevertap_event_sync(
             counts[name] += count
         if not dry_run:
             with warehouse.transaction() as tx:
-                _record_event_outcomes(tx, frame, context.run_id)
+                _record_event_outcomes(tx, frame, context.run.run_id)
         if report.fatal_error:
             raise dg.Failure(description=f"CleverTap refused the upload: {report.fatal_error}")
 
