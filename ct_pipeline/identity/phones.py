@@ -4,7 +4,8 @@ The answer for every value is the one Google's libphonenumber (the `phonenumbers
 `parse(value, region)`, kept when `is_valid_number`, formatted as E.164. Calling the library once
 per value costs about 16 seconds per million, so the common Indian formats are decided by a
 vectorised fast path whose answers are proven equal to the library's (the argument is in
-`_phone_fast_path`), and each distinct remaining value goes through the library once.
+`_phone_fast_path`); of the distinct values left, those written with '+' and a country code are
+decided per prefix (`_international`), and the rest go through the library once each.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
-from ct_pipeline.identity import _phone_fast_path
+from ct_pipeline.identity import _international, _phone_fast_path
 from ct_pipeline.identity._text import as_text
 
 # `number_type` values, in the order of their codes.
@@ -220,7 +221,13 @@ def _normalize_rest(
     Fills `type_code` and `risk_code` at `positions`; returns the E.164 strings in order.
     """
     codes, uniques = pd.factorize(values)
-    outcomes = [_library_outcome(value, options.region) for value in uniques]
+    international = _international.decide(list(uniques), options.region)
+    outcomes = [
+        _library_outcome(value, options.region)
+        if decided is None
+        else _international_outcome(*decided)
+        for value, decided in zip(uniques, international, strict=True)
+    ]
     unique_e164 = pa.array([outcome.e164 for outcome in outcomes], type=pa.string())
     unique_type = np.array([outcome.type_code for outcome in outcomes], dtype=np.int8)
     unique_risk = np.array([outcome.risk_code for outcome in outcomes], dtype=np.int8)
@@ -247,6 +254,16 @@ class _LibraryOutcome:
     risk_code: int
     national: str | None
     written_as_national: bool
+
+
+def _international_outcome(library_type: int, code: str, national: str) -> _LibraryOutcome:
+    """A value `_international` decided, in the shape of a library outcome."""
+    placeholder = len(national) >= PLACEHOLDER_MIN_DIGITS and national in _PLACEHOLDER_SET
+    risk = _PLACEHOLDER_CODE if placeholder else _NO_CODE
+    if library_type < 0:
+        return _LibraryOutcome(None, _TYPE_CODE[INVALID], risk, national, False)
+    type_code = _TYPE_CODE[_LIBRARY_TYPE_NAMES.get(library_type, OTHER)]
+    return _LibraryOutcome(f"+{code}{national}", type_code, risk, national, False)
 
 
 def _library_outcome(value: str, region: str) -> _LibraryOutcome:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from ct_pipeline.identity import _phone_fast_path, normalize_phones
 from ct_pipeline_tests.identity.helpers import mask
@@ -92,6 +93,22 @@ def messy_strings(draw: st.DrawFn) -> str:
 @st.composite
 def indian_numbers(draw: st.DrawFn) -> str:
     return indian_number(draw)
+
+
+@st.composite
+def international_numbers(draw: st.DrawFn) -> str:
+    """A country code from the library's list and some digits, with '+', 00 or neither."""
+    code = draw(st.sampled_from(sorted(COUNTRY_CODE_TO_REGION_CODE)))
+    national = draw(st.text("0123456789", min_size=1, max_size=16))
+    lead = draw(st.sampled_from(["+", "+", "00", "", "+0", "++", " (+"]))
+    separator = draw(st.sampled_from(["", " ", "-", ") "]))
+    return f"{lead}{code}{separator}{national}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(international_numbers(), min_size=1, max_size=60))
+def test_international_numbers_match_the_library(values: list[str]) -> None:
+    assert disagreements(values) == []
 
 
 @settings(max_examples=150, deadline=None)
