@@ -3,6 +3,12 @@
 import dagster as dg
 
 from ct_pipeline.assets import ALL_ASSETS
+from ct_pipeline.assets.writeback import (
+    WRITEBACK_ASSETS,
+    WRITEBACK_CHECKS,
+    WRITEBACK_JOBS,
+    WRITEBACK_SENSORS,
+)
 from ct_pipeline.checks import CHECKS
 from ct_pipeline.jobs import SYNC_JOBS
 from ct_pipeline.resources import environment_resources
@@ -13,11 +19,11 @@ from ct_pipeline.sensors import SENSORS
 def build_definitions() -> dg.Definitions:
     """The code location's definitions, with resources read from the environment now."""
     return dg.Definitions(
-        assets=ALL_ASSETS,
-        asset_checks=[*CHECKS, *AUTOMATION_CHECKS],
-        jobs=SYNC_JOBS,
+        assets=[*ALL_ASSETS, *WRITEBACK_ASSETS],
+        asset_checks=[*CHECKS, *AUTOMATION_CHECKS, *WRITEBACK_CHECKS],
+        jobs=[*SYNC_JOBS, *WRITEBACK_JOBS],
         schedules=SCHEDULES,
-        sensors=SENSORS,
+        sensors=[*SENSORS, *WRITEBACK_SENSORS],
         resources=environment_resources(),
     )
 

@@ -39,3 +39,16 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Validation successful for code location ct_pipeline" in result.stderr + result.stdout
+
+
+def test_every_flow_is_in_the_code_location():
+    repository = defs.get_repository_def()
+    jobs = {job.name for job in repository.get_all_jobs()}
+    sensors = {sensor.name for sensor in repository.sensor_defs}
+
+    assert {"nightly_full_sync", "incremental_sync", "crm_writeback"} <= jobs
+    assert {"zoho_changes_sensor", "webhook_inbox_sensor"} <= sensors
+    assert [schedule.cron_schedule for schedule in repository.schedule_defs]
+    assert dg.AssetKey("crm_writeback") in {
+        key for assets_def in repository.assets_defs_by_key.values() for key in assets_def.keys
+    }
