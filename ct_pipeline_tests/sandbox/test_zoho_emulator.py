@@ -792,6 +792,24 @@ def test_injected_server_errors_use_the_requested_status(zoho: Zoho) -> None:
     assert first.json()["code"] == "INTERNAL_ERROR"
 
 
+def test_faults_armed_with_after_calls_meet_the_call_after_that_many(zoho: Zoho) -> None:
+    zoho.admin("POST", "/faults", json={"after_calls": 2, "too_many_requests": 1})
+
+    statuses = [zoho.get("/crm/v8/Contacts", params={"fields": "Email"}) for _ in range(4)]
+
+    assert [response.status_code for response in statuses] == [200, 200, 429, 200]
+
+
+def test_an_armed_token_expiry_lands_on_the_chosen_call(zoho: Zoho) -> None:
+    zoho.admin("POST", "/faults", json={"after_calls": 1, "expire_access_tokens": True})
+
+    first = zoho.get("/crm/v8/Contacts", params={"fields": "Email"})
+    second = zoho.get("/crm/v8/Contacts", params={"fields": "Email"})
+
+    assert (first.status_code, second.status_code) == (200, 401)
+    assert second.json()["code"] == "INVALID_TOKEN"
+
+
 def test_injected_slow_responses_take_that_long(zoho: Zoho) -> None:
     zoho.admin("POST", "/faults", json={"slow_responses": 1, "slow_seconds": 0.4})
 

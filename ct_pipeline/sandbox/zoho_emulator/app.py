@@ -332,6 +332,8 @@ class ZohoEmulator:
     ) -> Reply:
         if request.path_params.get("version") not in API_VERSIONS:
             return not_found_url().reply()
+        for armed in self.faults.due():
+            self._inject(armed)
         try:
             self.issuer.check(request.headers.get("authorization"))
             body = await _json_body(request)
@@ -500,7 +502,8 @@ class ZohoEmulator:
         )
 
     async def admin_faults(self, request: Request) -> Response:
-        """`POST /__sandbox/faults`: queue faults for the next CRM calls; GET shows the queue."""
+        """`POST /__sandbox/faults`: queue faults for the next CRM calls (or, with `after_calls`,
+        for later ones); GET shows the queue."""
         if request.method == "POST":
             try:
                 fault_request = json.loads(await request.body() or b"{}")
@@ -509,12 +512,18 @@ class ZohoEmulator:
             problem = validate_fault_request(fault_request)
             if problem is not None:
                 return _respond(admin.admin_error(400, problem))
-            self.faults.add(fault_request)
-            if fault_request.get("expire_access_tokens"):
-                self.issuer.expire_all()
-            if fault_request.get("expire_page_tokens"):
-                self.codec.expire_all()
+            if "after_calls" in fault_request:
+                self.faults.arm(fault_request)
+            else:
+                self._inject(fault_request)
         return JSONResponse({"pending": self.faults.pending()})
+
+    def _inject(self, fault_request: dict[str, Any]) -> None:
+        self.faults.add(fault_request)
+        if fault_request.get("expire_access_tokens"):
+            self.issuer.expire_all()
+        if fault_request.get("expire_page_tokens"):
+            self.codec.expire_all()
 
     async def admin_stats(self, request: Request) -> Response:
         """`GET /__sandbox/stats`: calls and credits by endpoint since the last reset."""

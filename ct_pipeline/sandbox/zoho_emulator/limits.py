@@ -110,19 +110,37 @@ FAULT_KEYS = (
     "slow_seconds",
     "expire_access_tokens",
     "expire_page_tokens",
+    "after_calls",
 )
 SERVER_ERROR_STATUSES = (500, 502, 503, 504)
 
 
 @dataclass
 class Faults:
-    """Faults waiting to hit the next CRM API calls."""
+    """Faults waiting to hit the next CRM API calls.
+
+    A request with `after_calls: N` is armed instead: N more CRM calls are answered normally and
+    the (N+1)th is the first to meet it, so a test can land a fault in the middle of a read
+    without racing it.
+    """
 
     too_many_requests: int = 0
     server_errors: int = 0
     server_error_status: int = 500
     slow_responses: int = 0
     slow_seconds: float = 0.0
+    armed: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+    def arm(self, request: dict[str, Any]) -> None:
+        """Hold a faults request until `after_calls` more CRM calls have been answered."""
+        waiting = dict(request)
+        self.armed.append((int(waiting.pop("after_calls")), waiting))
+
+    def due(self) -> list[dict[str, Any]]:
+        """Count one CRM call; the armed requests that this call is the first to meet."""
+        ready = [request for remaining, request in self.armed if remaining == 0]
+        self.armed = [(remaining - 1, request) for remaining, request in self.armed if remaining]
+        return ready
 
     def add(self, request: dict[str, Any]) -> None:
         """Queue the faults a `POST /__sandbox/faults` body asks for (validated by the caller)."""
@@ -141,6 +159,7 @@ class Faults:
             "server_error_status": self.server_error_status,
             "slow_responses": self.slow_responses,
             "slow_seconds": self.slow_seconds,
+            "armed": [{"after_calls": left, **request} for left, request in self.armed],
         }
 
 
@@ -151,7 +170,7 @@ def validate_fault_request(request: Any) -> str | None:
     unknown = sorted(set(request) - set(FAULT_KEYS))
     if unknown:
         return f"unknown fault keys {unknown}; use any of {list(FAULT_KEYS)}"
-    for key in ("too_many_requests", "server_errors", "slow_responses"):
+    for key in ("too_many_requests", "server_errors", "slow_responses", "after_calls"):
         value = request.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"{key} must be a whole number of calls, 0 or more"
