@@ -30,6 +30,13 @@ concurrency:
   pools:
     default_limit: 1
 """
+# What the demo does, in order; `run_demo` reports each as it starts.
+DEMO_STEPS = (
+    "generating the synthetic CRM and starting the emulators",
+    "running nightly_full_sync",
+    "editing three CRM records",
+    "running incremental_sync",
+)
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -42,13 +49,22 @@ class StepReport:
 
 
 def run_demo(
-    contacts: int = DEMO_CONTACTS, seed: int = DEMO_SEED, say: Callable[[str], None] = print
+    contacts: int = DEMO_CONTACTS,
+    seed: int = DEMO_SEED,
+    say: Callable[[str], None] = print,
+    on_step: Callable[[str], None] | None = None,
 ) -> list[StepReport]:
-    """Run the demo scenario, calling `say` with each line of the report; return the steps."""
+    """Run the demo scenario, calling `say` with each line of the report; return the steps.
+
+    `on_step`, when given, is called with the name of each of the `DEMO_STEPS` as it starts,
+    so a caller can show progress.
+    """
+    step = on_step or (lambda _name: None)
     instance_home = ensure_local_instance()
     warehouse_file = DEMO_WAREHOUSE.resolve()
     warehouse_file.unlink(missing_ok=True)
     say(f"Starting the sandbox with {contacts:,} synthetic contacts (seed {seed})...")
+    step(DEMO_STEPS[0])
     sandbox = start_sandbox(contacts=contacts, seed=seed)
     reports: list[StepReport] = []
     try:
@@ -59,11 +75,14 @@ def run_demo(
         defs = build_definitions()
         warehouse = WarehouseResource()
         with dg.DagsterInstance.get() as instance:
+            step(DEMO_STEPS[1])
             reports.append(_run(defs, instance, "nightly_full_sync", sandbox, warehouse))
             _say(reports[-1], say)
+            step(DEMO_STEPS[2])
             edits = make_crm_edits(sandbox.zoho.url, warehouse)
             reports.append(StepReport("CRM edits through the Zoho admin API", edits))
             _say(reports[-1], say)
+            step(DEMO_STEPS[3])
             reports.append(_run(defs, instance, "incremental_sync", sandbox, warehouse))
             _say(reports[-1], say)
     finally:
