@@ -14,6 +14,7 @@ from ct_pipeline.clevertap import CleverTapResource
 from ct_pipeline.config import SyncConfigResource, load_sync_config
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.zoho import ZohoCRMResource
+from ct_pipeline.zoho.resource import default_token_cache_dir
 
 
 def environment_resources() -> dict[str, dg.ConfigurableResource]:
@@ -27,6 +28,7 @@ def environment_resources() -> dict[str, dg.ConfigurableResource]:
             data_center=os.environ.get("ZOHO_DATA_CENTER") or "in",
             accounts_url=os.environ.get("ZOHO_ACCOUNTS_URL") or None,
             api_domain=os.environ.get("ZOHO_API_DOMAIN") or None,
+            token_cache_dir=default_token_cache_dir(),
             max_concurrency=config.zoho.max_concurrency,
             bulk_read_threshold=config.zoho.bulk_read_threshold,
         ),

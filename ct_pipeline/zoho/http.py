@@ -24,6 +24,7 @@ import tenacity
 from requests.adapters import HTTPAdapter
 
 from ct_pipeline.zoho.datacenters import Hosts
+from ct_pipeline.zoho.token_store import SharedTokenStore, StoredToken
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +145,10 @@ class ZohoSession:
         timeout: float,
         max_concurrency: int,
         retry: RetrySettings,
+        token_store: SharedTokenStore | None = None,
     ) -> None:
         self._credentials = credentials
+        self._token_store = token_store
         self.hosts = hosts
         self.api_version = api_version
         self._timeout = timeout
@@ -244,15 +247,42 @@ class ZohoSession:
                 cached = _TOKEN_CACHE.get(self._cache_key)
             if cached is not None and cached.fresh():
                 return cached
-            token = self._refresh_token()
+            token = self._shared_or_new_token()
             with _TOKEN_CACHE_LOCK:
                 _TOKEN_CACHE[self._cache_key] = token
+            return token
+
+    def _shared_or_new_token(self) -> _AccessToken:
+        """A token another process stored, or a new one (stored for the others)."""
+        store = self._token_store
+        if store is None:
+            return self._refresh_token()
+        with store.locked(self._cache_key):
+            stored = store.read(self._cache_key)
+            # Stored tokens carry the same safety margin as fresh ones: see _refresh_token.
+            if stored is not None and stored.seconds_left() > 0:
+                return _AccessToken(
+                    value=stored.value,
+                    api_domain=stored.api_domain,
+                    expires_at=time.monotonic() + stored.seconds_left(),
+                )
+            token = self._refresh_token()
+            store.write(
+                self._cache_key,
+                StoredToken(
+                    value=token.value,
+                    api_domain=token.api_domain,
+                    expires_at_epoch=time.time() + (token.expires_at - time.monotonic()),
+                ),
+            )
             return token
 
     def _forget_token(self, token: _AccessToken) -> None:
         with _TOKEN_CACHE_LOCK:
             if _TOKEN_CACHE.get(self._cache_key) is token:
                 del _TOKEN_CACHE[self._cache_key]
+        if self._token_store is not None:
+            self._token_store.forget(self._cache_key, token.value)
 
     def _refresh_token(self) -> _AccessToken:
         form = {

@@ -25,6 +25,7 @@ from ct_pipeline.zoho.datacenters import DATA_CENTERS, DEFAULT_DATA_CENTER, reso
 from ct_pipeline.zoho.frames import ModuleSchema
 from ct_pipeline.zoho.http import Credentials, RetrySettings, ZohoSession
 from ct_pipeline.zoho.records import PAGE_TOKEN_CAP, ZohoRead
+from ct_pipeline.zoho.token_store import SharedTokenStore
 from ct_pipeline.zoho.writes import NoteDraft, WriteOutcome
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ ENV_REFRESH_TOKEN = "ZOHO_REFRESH_TOKEN"
 ENV_DATA_CENTER = "ZOHO_DATA_CENTER"
 ENV_ACCOUNTS_URL = "ZOHO_ACCOUNTS_URL"
 ENV_API_DOMAIN = "ZOHO_API_DOMAIN"
+ENV_TOKEN_CACHE_DIR = "ZOHO_TOKEN_CACHE_DIR"
+# Without ZOHO_TOKEN_CACHE_DIR, processes that share a Dagster instance share tokens here.
+TOKEN_CACHE_SUBFOLDER = "zoho_tokens"
 
 
 class ZohoCRMResource(dg.ConfigurableResource):
@@ -70,6 +74,14 @@ class ZohoCRMResource(dg.ConfigurableResource):
         description="Override of the API domain; by default the token response's api_domain.",
     )
     api_version: str = Field(default="v8", description="CRM API version: v7 or v8.")
+    token_cache_dir: str | None = Field(
+        default=None,
+        description=(
+            "Folder where processes of one deployment share the current access token "
+            f"({ENV_TOKEN_CACHE_DIR}); Zoho issues at most 10 tokens in 10 minutes per refresh "
+            "token. None keeps tokens in this process only."
+        ),
+    )
     timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for one answer.")
     max_concurrency: int = Field(
         default=DEFAULT_MAX_CONCURRENCY, ge=1, description="Most calls in flight at once."
@@ -139,6 +151,7 @@ class ZohoCRMResource(dg.ConfigurableResource):
             "data_center": os.environ.get(ENV_DATA_CENTER) or DEFAULT_DATA_CENTER,
             "accounts_url": os.environ.get(ENV_ACCOUNTS_URL) or None,
             "api_domain": os.environ.get(ENV_API_DOMAIN) or None,
+            "token_cache_dir": default_token_cache_dir(),
         }
         settings.update(overrides)
         return cls(**settings)
@@ -284,6 +297,9 @@ class ZohoCRMResource(dg.ConfigurableResource):
                         initial_wait=self.retry_initial_wait,
                         max_wait=self.retry_max_wait,
                     ),
+                    token_store=(
+                        SharedTokenStore(self.token_cache_dir) if self.token_cache_dir else None
+                    ),
                 )
             return self._session
 
@@ -306,3 +322,14 @@ def _resolved(value: Any) -> Any:
             raise ValueError(f"{value.env_var_name} is not set")
         return resolved
     return value
+
+
+def default_token_cache_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """Where run processes share the Zoho access token: ZOHO_TOKEN_CACHE_DIR, else a folder in
+    DAGSTER_HOME (the daemon and the runs it launches share it), else nowhere."""
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV_TOKEN_CACHE_DIR):
+        return environ[ENV_TOKEN_CACHE_DIR]
+    if environ.get("DAGSTER_HOME"):
+        return os.path.join(environ["DAGSTER_HOME"], TOKEN_CACHE_SUBFOLDER)
+    return None

@@ -20,7 +20,7 @@ from ct_pipeline_tests.automation.daemon import (
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not postgres_configured(), reason=PG_SKIP_REASON),
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(300),
 ]
 
 EDIT_DEADLINE_SECONDS = 60

@@ -1,6 +1,9 @@
 """OAuth against the emulator: token caching, expiry mid-read, bad credentials, api_domain."""
 
 import logging
+import stat
+import subprocess
+import sys
 import threading
 import time
 
@@ -144,3 +147,69 @@ def sandbox_start():
     from datetime import UTC, datetime
 
     return datetime(2000, 1, 1, tzinfo=UTC)
+
+
+# Run in a child process: one Zoho call with a resource that shares tokens through a folder.
+_CHILD_CALL = """
+import sys
+from datetime import UTC, datetime
+from ct_pipeline.sandbox import credentials
+from ct_pipeline.zoho import ZohoCRMResource
+zoho = ZohoCRMResource(
+    client_id=credentials.SANDBOX_ZOHO_CLIENT_ID,
+    client_secret=credentials.SANDBOX_ZOHO_CLIENT_SECRET,
+    refresh_token=credentials.SANDBOX_ZOHO_REFRESH_TOKEN,
+    accounts_url=sys.argv[1],
+    api_domain=sys.argv[1],
+    token_cache_dir=sys.argv[2],
+    max_retries=0,
+)
+zoho.has_changes("Contacts", datetime(2020, 1, 1, tzinfo=UTC))
+print(zoho.usage()["calls"].get("token", 0))
+"""
+
+
+def call_in_processes(sandbox, folder, count: int) -> list[int]:
+    """Start `count` processes at once, each making one call; the token refreshes each made."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD_CALL, sandbox.url, str(folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    refreshes = []
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err[-2000:]
+        refreshes.append(int(out.strip()))
+    return refreshes
+
+
+def test_processes_sharing_a_token_folder_refresh_once(start_sandbox, tmp_path):
+    # Zoho would refuse the second grant in the window: every process must use the first.
+    sandbox = start_sandbox(token_grants_per_ten_minutes=1)
+    folder = tmp_path / "tokens"
+
+    refreshes = call_in_processes(sandbox, folder, 4)
+
+    assert sandbox.stats()["token_grants"] == 1
+    assert sorted(refreshes) == [0, 0, 0, 1]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    stored = list(folder.glob("*.json"))
+    assert len(stored) == 1 and stat.S_IMODE(stored[0].stat().st_mode) == 0o600
+    assert credentials.SANDBOX_ZOHO_REFRESH_TOKEN not in stored[0].name
+
+
+def test_a_shared_token_the_api_refuses_is_replaced_once(start_sandbox, tmp_path):
+    sandbox = start_sandbox()
+    folder = tmp_path / "tokens"
+    call_in_processes(sandbox, folder, 1)
+    sandbox.faults(expire_access_tokens=True)
+
+    first, second = call_in_processes(sandbox, folder, 1) + call_in_processes(sandbox, folder, 1)
+
+    assert (first, second) == (1, 0)
+    assert sandbox.stats()["token_grants"] == 2
