@@ -55,7 +55,12 @@ def main() -> None:
 
     figures: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            # Other work on a shared machine slows wall-clock figures; this says how busy.
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        },
         "receiver_seconds_to_200": {},
     }
     with tempfile.TemporaryDirectory() as folder:
