@@ -32,6 +32,7 @@ from ct_pipeline.clevertap import CleverTapResource, UploadItem
 from ct_pipeline.clevertap.payloads import build_event_record, build_profile_record
 from ct_pipeline.clevertap.results import BatchResult
 from ct_pipeline.config import SyncConfig, SyncConfigResource
+from ct_pipeline.crashpoints import crash_point
 from ct_pipeline.warehouse import WarehouseResource, WarehouseTransaction
 from ct_pipeline.warehouse.state import (
     HELD,
@@ -96,6 +97,7 @@ def deal_stage_events(
         tx.upsert(STAGE_SNAPSHOT, current, key=["deal_id"])
         tx.replace_table(EVENTS_TABLE, _events_table(outbox), key=["event_id"])
 
+    crash_point("after_stage_snapshot")
     held = int((outbox["status"] == HELD).sum()) if len(outbox) else 0
     found = "first sync: snapshot recorded, no events" if first_sync else f"{len(events)} moves"
     context.log.info(f"{found}; {queued} outbox rows queued, {held} held")
@@ -305,6 +307,7 @@ def clevertap_profile_sync(
             return
         with warehouse.transaction() as tx:
             _record_profile_outcomes(tx, frame, context.run.run_id)
+            crash_point("profile_bookkeeping")
 
     report = client.upload(items, on_batch_done=record_batch)
     every = (
@@ -313,6 +316,8 @@ def clevertap_profile_sync(
     warehouse.replace_table(PROFILE_OUTCOMES, every.drop(columns=["payload_hash"]))
     if report.fatal_error:
         raise dg.Failure(description=f"CleverTap refused the upload: {report.fatal_error}")
+    if len(every):
+        _fail_on_undelivered(every, "profiles", "they stay changed and the next run sends them")
     return dg.MaterializeResult(
         metadata=_sync_metadata(report.counts, report.requests, every, dry_run)
     )
@@ -428,6 +433,7 @@ def clevertap_event_sync(
         if not dry_run:
             with warehouse.transaction() as tx:
                 _record_event_outcomes(tx, frame, context.run.run_id)
+                crash_point("event_bookkeeping")
         if report.fatal_error:
             raise dg.Failure(description=f"CleverTap refused the upload: {report.fatal_error}")
 
@@ -456,7 +462,41 @@ def clevertap_event_sync(
 
     every = pd.concat(outcomes, ignore_index=True) if outcomes else pd.DataFrame()
     warehouse.replace_table(EVENT_OUTCOMES, every) if len(every) else None
+    if len(every):
+        unknown = int(
+            ((every["outcome"] == "failed") & every["maybe_delivered"].astype(bool)).sum()
+        )
+        _fail_on_undelivered(
+            every,
+            "events",
+            f"{unknown} of them may have reached CleverTap (unknown outcome: the next run "
+            "resends or holds them, as clevertap.unknown_outcome_policy says); the rest stay "
+            "pending",
+        )
+    failed_triggers = counts["failed"] - (
+        int((every["outcome"] == "failed").sum()) if len(every) else 0
+    )
+    if failed_triggers:
+        raise dg.Failure(
+            description=f"{failed_triggers} of {len(campaigns)} campaign triggers failed; they "
+            "stay pending and the next run sends them"
+        )
     return dg.MaterializeResult(metadata=_sync_metadata(counts, requests, every, dry_run))
+
+
+def _fail_on_undelivered(outcomes: pd.DataFrame, what: str, next_step: str) -> None:
+    """Fail the step, after every outcome is stored, when records could not be delivered: a run
+    that CleverTap's outage or a storm longer than the retries kept from delivering must not
+    look like a success."""
+    failed = outcomes[outcomes["outcome"] == "failed"]
+    if len(failed):
+        raise dg.Failure(
+            description=(
+                f"{len(failed)} of {len(outcomes)} {what} were not delivered after retries "
+                f"({_scrub(failed['error'].iloc[0])}); {next_step}"
+            ),
+            metadata={"undelivered": len(failed)},
+        )
 
 
 def _record_event_outcomes(tx: WarehouseTransaction, frame: pd.DataFrame, run_id: str) -> None:

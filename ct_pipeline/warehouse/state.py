@@ -114,6 +114,11 @@ def enqueue_outbox(tx: WarehouseTransaction, rows: pd.DataFrame) -> int:
     now = _now()
     complete = rows.reindex(columns=OUTBOX_COLUMNS)
     complete["attempts"] = complete["attempts"].fillna(0).astype("int64")
+    # Typed even when every value is missing: an all-null column would create a FLOAT column,
+    # and the first error text CleverTap sends would then fail to store (or to read back).
+    complete["code"] = complete["code"].astype("Int64")
+    for column in ("reason", "error"):
+        complete[column] = complete[column].astype("str")
     complete["created_at"] = now
     complete["updated_at"] = now
     return tx.upsert(EVENT_OUTBOX, complete, key=["event_id"], keep_existing=True)

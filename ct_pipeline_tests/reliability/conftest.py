@@ -18,13 +18,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pytest
+import yaml
 
+from ct_pipeline.config import EXAMPLE_CONFIG
 from ct_pipeline.sandbox.launch import start_sandbox
 from ct_pipeline.sandbox.synthetic import SyntheticCrm
 from ct_pipeline.warehouse import WarehouseResource
@@ -245,8 +248,12 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(texts)
 
 
-def write_config(tmp_path: Path, text: str) -> str:
-    """A sync configuration file with `text`; returns its path."""
+def write_config(tmp_path: Path, **sections: dict[str, Any]) -> str:
+    """The packaged example configuration with some sections' keys changed; returns its path."""
+    text = resources.files("ct_pipeline").joinpath(EXAMPLE_CONFIG).read_text(encoding="utf-8")
+    config = yaml.safe_load(text)
+    for section, values in sections.items():
+        config[section] = {**(config.get(section) or {}), **values}
     path = tmp_path / "sync.yaml"
-    path.write_text(text)
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
     return str(path)
