@@ -31,6 +31,7 @@ from ct_pipeline.config import EXAMPLE_CONFIG
 from ct_pipeline.sandbox.launch import start_sandbox
 from ct_pipeline.sandbox.synthetic import SyntheticCrm
 from ct_pipeline.warehouse import WarehouseResource
+from ct_pipeline.zoho.http import clear_token_cache
 from ct_pipeline_tests.pipeline.conftest import Pipeline
 from ct_pipeline_tests.pipeline.conftest import synthetic_crm as synthetic_crm  # noqa: F401
 
@@ -218,6 +219,8 @@ class fault_pipeline:
         self.warehouse = warehouse
 
     def __enter__(self) -> FaultPipeline:
+        # A new emulator may reuse an earlier one's port: no token of the old one may be reused.
+        clear_token_cache()
         self.sandbox = start_sandbox(crm=copy.deepcopy(self.crm))
         self.instance = dg.DagsterInstance.ephemeral()
         return FaultPipeline(sandbox=self.sandbox, warehouse=self.warehouse, instance=self.instance)
