@@ -7,6 +7,7 @@ tables, apply the configured policy and keep the results in the warehouse.
 import dagster as dg
 import pandas as pd
 
+from ct_pipeline.assets import schemas
 from ct_pipeline.assets.common import OWNERS, WAREHOUSE_KIND, warehouse_table_metadata
 from ct_pipeline.assets.zoho import TABLES, zoho_contacts, zoho_deals, zoho_leads
 from ct_pipeline.config import SyncConfig, SyncConfigResource
@@ -44,6 +45,7 @@ PERSON_COLUMNS = ["Mobile", "Phone", "Email", "Secondary_Email"]
     deps=[zoho_contacts, zoho_leads, zoho_deals],
     kinds={"pandas", WAREHOUSE_KIND},
     owners=OWNERS,
+    metadata={"dagster/column_schema": schemas.CONTACT_IDENTITIES},
     description=(
         "One row per Zoho Contact and Lead: its phone numbers in E.164 (libphonenumber), its "
         "email trimmed and lower-cased, and the CleverTap identity the configured policy picks "
@@ -154,6 +156,7 @@ def identify(records: pd.DataFrame, config: SyncConfig) -> pd.DataFrame:
     deps=[contact_identities],
     kinds={"pandas", WAREHOUSE_KIND},
     owners=OWNERS,
+    metadata={"dagster/column_schema": schemas.DUPLICATE_PROFILES},
     description=(
         "Records of one person grouped together: Contacts and Leads linked by a shared phone or "
         "email, never through a placeholder or a value shared by many records. Each group has a "
@@ -237,6 +240,7 @@ def group_members(
     deps=[duplicate_profiles],
     kinds={"pandas", WAREHOUSE_KIND},
     owners=OWNERS,
+    metadata={"dagster/column_schema": schemas.IDENTITY_REVIEW_QUEUE},
     description=(
         "Records that are not pushed to CleverTap and need a person to look: no usable phone or "
         "email, a duplicate group too large to merge safely, or an identity two different "

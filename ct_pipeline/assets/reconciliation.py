@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from ct_pipeline.assets import schemas
 from ct_pipeline.assets.common import CLEVERTAP_POOL, OWNERS, WAREHOUSE_KIND, mask_identity
 from ct_pipeline.assets.segments import TABLE as PROFILE_TABLE
 from ct_pipeline.assets.segments import profile_attributes
@@ -35,6 +36,7 @@ CONFLICT = "conflict"
     kinds={"clevertap", "pandas", WAREHOUSE_KIND},
     pool=CLEVERTAP_POOL,
     owners=OWNERS,
+    metadata={"dagster/column_schema": schemas.RECONCILIATION},
     description=(
         "For people never pushed before, what CleverTap already holds: looked up by identity and "
         "by email (throttled to CleverTap's limit for non-upload calls). A profile held under "

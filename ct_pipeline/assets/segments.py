@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from ct_pipeline.assets import schemas
 from ct_pipeline.assets.common import (
     OWNERS,
     WAREHOUSE_KIND,
@@ -11,7 +12,7 @@ from ct_pipeline.assets.common import (
 )
 from ct_pipeline.assets.identity import IDENTITIES_TABLE, MEMBERS_TABLE, PUSH, duplicate_profiles
 from ct_pipeline.assets.zoho import DELETED_RECORDS, TABLES, zoho_cases, zoho_contacts, zoho_deals
-from ct_pipeline.config import FieldMapping, SyncConfig, SyncConfigResource
+from ct_pipeline.config import FieldMapping, SyncConfig, SyncConfigResource, load_sync_config
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.warehouse.state import PUSHED_PROFILES
 
@@ -44,6 +45,9 @@ class MissingMappedFieldError(ValueError):
     deps=[duplicate_profiles, zoho_contacts, zoho_deals, zoho_cases],
     kinds={"pandas", WAREHOUSE_KIND},
     owners=OWNERS,
+    # The configured mappings are columns too, so the schema is read from the sync
+    # configuration when the code location loads (a materialisation records the actual one).
+    metadata={"dagster/column_schema": schemas.profile_attributes_schema(load_sync_config())},
     description=(
         "One row per person to push to CleverTap, keyed by the identity the app's SDK uses: "
         "the configured Zoho field mappings plus Email, Phone (E.164), crm_contact_id, "

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pandas as pd
 
+from ct_pipeline.assets import schemas
 from ct_pipeline.assets.clevertap import clevertap_profile_sync
 from ct_pipeline.assets.common import (
     OWNERS,
@@ -73,8 +74,9 @@ IN_FLIGHT_STATUSES = [
     name=INBOX_TABLE,
     group_name=GROUP,
     deps=[contact_identities, clevertap_profile_sync],
-    kinds={"pandas", WAREHOUSE_KIND},
+    kinds={"clevertap", "pandas", WAREHOUSE_KIND},
     owners=OWNERS,
+    metadata={"dagster/column_schema": schemas.WEBHOOK_INBOX},
     description=(
         "CleverTap webhook events, one row per distinct event (a delivery CleverTap retries "
         "adds nothing), as stored by the webhook receiver with the raw body in "
@@ -137,8 +139,9 @@ def clevertap_webhook_inbox(
         dg.AssetSpec(
             WRITEBACK_LOG_TABLE,
             deps=[clevertap_webhook_inbox],
-            kinds={"zoho", WAREHOUSE_KIND},
+            kinds={"zoho", "pandas", WAREHOUSE_KIND},
             owners=OWNERS,
+            metadata={"dagster/column_schema": schemas.CRM_WRITEBACK_LOG},
             description=(
                 "Writes each matched webhook event to its Zoho Contact: the configured "
                 "lifecycle field (one update per Contact, 100 per call; a later event of the "

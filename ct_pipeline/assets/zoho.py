@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
+from ct_pipeline.assets import schemas
 from ct_pipeline.assets.common import (
     WAREHOUSE_KIND,
     ZOHO_POOL,
@@ -101,6 +102,9 @@ def _module_asset(module: str) -> dg.AssetsDefinition:
         kinds={"zoho", "pandas", WAREHOUSE_KIND},
         pool=ZOHO_POOL,
         owners=["team:data-engineering"],
+        metadata={
+            "dagster/column_schema": schemas.zoho_table_schema(module, MODULE_FIELDS[module])
+        },
         description=(
             f"Zoho CRM {module}, one row per record id, as the CRM holds them now. Incremental "
             "runs read what changed since the stored Modified_Time cursor and apply deletions; "
