@@ -86,6 +86,22 @@ class WarehouseResource(dg.ConfigurableResource):
         """Whether the table exists."""
         return sa.inspect(self.engine).has_table(name)
 
+    def read_rows(
+        self,
+        name: str,
+        column: str,
+        values: Iterable[Any],
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """The rows whose `column` is one of `values` (read through its index, if it has one)."""
+        with self.engine.connect() as connection:
+            return WarehouseTransaction(connection).read_rows(name, column, values, columns)
+
+    def create_index(self, name: str, columns: Sequence[str]) -> None:
+        """Index `columns` of a table, if that index does not exist yet."""
+        with self.transaction() as tx:
+            tx.create_index(name, columns)
+
     def replace_table(self, name: str, frame: pd.DataFrame, key: Sequence[str] = ()) -> int:
         """Replace the table's contents and schema with `frame`; returns rows written."""
         with self.transaction() as tx:
@@ -153,12 +169,45 @@ class WarehouseTransaction:
         selected = ", ".join(self._quote(column) for column in columns) if columns else "*"
         return self.read_sql(f"SELECT {selected} FROM {self._quote(name)}", table=name)
 
+    def read_rows(
+        self,
+        name: str,
+        column: str,
+        values: Iterable[Any],
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """The rows whose `column` is one of `values`, in chunks of bound parameters."""
+        if not self.table_exists(name):
+            return pd.DataFrame({c: pd.Series(dtype="str") for c in columns or ()})
+        selected = ", ".join(self._quote(c) for c in columns) if columns else "*"
+        statement = sa.text(
+            f"SELECT {selected} FROM {self._quote(name)} WHERE {self._quote(column)} IN :keys"
+        ).bindparams(sa.bindparam("keys", expanding=True))
+        keys = list(dict.fromkeys(value for value in values if value is not None))
+        rows: list[Any] = []
+        names: list[str] = list(columns or ())
+        for start in range(0, len(keys), _IN_CHUNK):
+            result = self.connection.execute(statement, {"keys": keys[start : start + _IN_CHUNK]})
+            names = list(result.keys())
+            rows.extend(result.cursor.fetchall() if result.cursor else [])
+        if not names:
+            names = list(self._column_types(name))
+        return _typed(_frame(rows, names), self._column_types(name), self.dialect)
+
+    def create_index(self, name: str, columns: Sequence[str]) -> None:
+        """Index `columns` of a table, if that index does not exist yet."""
+        index = f"ix_{name}_{'_'.join(columns)}".lower()[:63]
+        quoted = ", ".join(self._quote(column) for column in columns)
+        self.execute(
+            f"CREATE INDEX IF NOT EXISTS {self._quote(index)} ON {self._quote(name)} ({quoted})"
+        )
+
     def read_sql(
         self, sql: str, params: dict[str, Any] | None = None, table: str | None = None
     ) -> pd.DataFrame:
         """The result of one SELECT as a DataFrame, typed by `table`'s declared column types."""
         result = self.connection.execute(sa.text(sql), params or {})
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        frame = _frame(result.cursor.fetchall() if result.cursor else [], list(result.keys()))
         types = self._column_types(table) if table else {}
         return _typed(frame, types, self.dialect)
 
@@ -188,6 +237,14 @@ class WarehouseTransaction:
         if self.dialect == "postgresql":
             return self._upsert_postgres(name, frame, key, keep_existing)
         return self._insert(name, frame, conflict_key=key, keep_existing=keep_existing)
+
+    def append(self, name: str, frame: pd.DataFrame) -> int:
+        """Add rows to a table (created from `frame` if missing); returns rows written."""
+        if not self.table_exists(name):
+            self._create_table(name, frame, ())
+        else:
+            self._add_missing_columns(name, frame)
+        return self._insert(name, frame)
 
     def delete_keys(self, name: str, column: str, values: Iterable[Any]) -> int:
         """Delete the rows whose `column` is one of `values`; returns rows deleted."""
@@ -380,6 +437,30 @@ def _rows(frame: pd.DataFrame, dialect: str) -> Iterator[tuple[Any, ...]]:
     return zip(*columns, strict=True)
 
 
+def _timestamps(values: pd.Series) -> pd.Series:
+    """Timestamps read back (SQLite's ISO 8601 text, or the driver's datetimes), in UTC."""
+    try:
+        # One format for the whole column is an order of magnitude faster than `mixed`.
+        return pd.to_datetime(values, utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        return pd.to_datetime(values, utc=True, format="mixed")
+
+
+def _frame(rows: list[Any], names: list[str]) -> pd.DataFrame:
+    """A frame built column by column from the driver's row tuples.
+
+    The rows come straight from the DB-API cursor, not through SQLAlchemy's row objects, and
+    each column is built from one list: at a million rows this is several times faster, and
+    lighter, than a DataFrame made from a list of rows.
+    """
+    if not rows:
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in names})
+    columns = zip(*rows, strict=True)
+    frame = pd.DataFrame({position: pd.Series(values) for position, values in enumerate(columns)})
+    frame.columns = names
+    return frame
+
+
 def _typed(
     frame: pd.DataFrame, types: dict[str, sa.types.TypeEngine[Any]], dialect: str
 ) -> pd.DataFrame:
@@ -389,7 +470,7 @@ def _typed(
         if sql_type is None:
             continue
         if isinstance(sql_type, sa.DateTime):
-            frame[column] = pd.to_datetime(frame[column], utc=True, format="mixed")
+            frame[column] = _timestamps(frame[column])
             aware = sql_type.timezone or (
                 dialect == "sqlite" and isinstance(sql_type, sa.TIMESTAMP)
             )

@@ -171,3 +171,64 @@ def count_attempt(tx: WarehouseTransaction, event_ids: list[str]) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------ the derivation queue
+# Incremental runs derive identities, duplicate groups and profiles again only for the records
+# whose Zoho rows changed since the last derivation (and those they share a value with). The
+# Zoho assets queue the changed records here in the transaction that stores them; the derivation
+# assets clear what they processed. A record stays queued until its derivation finished, so a
+# run that dies in between leaves the work for the next one.
+DERIVATION_QUEUE = "derivation_queue"
+# Person records (Contacts and Leads) and Deals are consumed by different assets.
+PERSON_CHANGES = "person"
+DEAL_CHANGES = "deal"
+FULL_DERIVATION_KEY = "derivation.{kind}.full_pending"
+
+
+def queue_changes(tx: WarehouseTransaction, kind: str, module: str, ids: Iterable[str]) -> None:
+    """Queue changed records of a module (`kind`: person or deal) for the next derivation."""
+    keys = sorted({str(value) for value in ids if value is not None and value == value})
+    if not keys:
+        return
+    rows = pd.DataFrame({"kind": kind, "module": module, "zoho_id": keys})
+    tx.upsert(DERIVATION_QUEUE, rows, key=["kind", "module", "zoho_id"], keep_existing=True)
+
+
+def queued_changes(warehouse: WarehouseResource, kind: str) -> pd.DataFrame:
+    """The queued records of `kind` (`module`, `zoho_id`)."""
+    if not warehouse.table_exists(DERIVATION_QUEUE):
+        return pd.DataFrame({"module": pd.Series(dtype="str"), "zoho_id": pd.Series(dtype="str")})
+    return warehouse.read_rows(DERIVATION_QUEUE, "kind", [kind], columns=["module", "zoho_id"])
+
+
+def clear_changes(tx: WarehouseTransaction, kind: str, queued: pd.DataFrame | None) -> None:
+    """Forget the queued records of `kind` that were derived (all of them when `queued` is None),
+    and any full derivation pending for it."""
+    tx.set_state(FULL_DERIVATION_KEY.format(kind=kind), "false")
+    if not tx.table_exists(DERIVATION_QUEUE):
+        return
+    if queued is None:
+        tx.execute(f"DELETE FROM {DERIVATION_QUEUE} WHERE kind = :kind", {"kind": kind})
+        return
+    for module, group in queued.groupby("module"):
+        tx.execute_in(
+            f"DELETE FROM {DERIVATION_QUEUE} WHERE kind = :kind AND module = :module "
+            "AND zoho_id IN :keys",
+            group["zoho_id"].tolist(),
+            {"kind": kind, "module": module},
+        )
+
+
+def request_full_derivation(
+    tx: WarehouseTransaction, kinds: Iterable[str] = (PERSON_CHANGES, DEAL_CHANGES)
+) -> None:
+    """Make the next derivations of `kinds` recompute everything (a Zoho table was replaced
+    whole, or too much changed to derive record by record)."""
+    for kind in kinds:
+        tx.set_state(FULL_DERIVATION_KEY.format(kind=kind), "true")
+
+
+def full_derivation_pending(warehouse: WarehouseResource, kind: str) -> bool:
+    """Whether a Zoho table was replaced whole since the last full derivation of `kind`."""
+    return warehouse.get_state(FULL_DERIVATION_KEY.format(kind=kind)) == "true"
