@@ -9,22 +9,26 @@ once CleverTap accepted it, so a retry never sends an accepted event twice.
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
+from ct_pipeline.assets import incremental
 from ct_pipeline.assets.common import (
     CLEVERTAP_POOL,
     OWNERS,
     WAREHOUSE_KIND,
     is_dry_run,
+    is_full_refresh,
     mask_identity,
     warehouse_table_metadata,
 )
-from ct_pipeline.assets.identity import MEMBERS_TABLE, PUSH, duplicate_profiles
+from ct_pipeline.assets.identity import MEMBERS_TABLE, PREVIOUS_TABLE, PUSH, duplicate_profiles
 from ct_pipeline.assets.reconciliation import clevertap_reconciliation, upload_identities
+from ct_pipeline.assets.segments import CHANGES_TABLE as PROFILE_CHANGES_TABLE
 from ct_pipeline.assets.segments import TABLE as PROFILE_TABLE
 from ct_pipeline.assets.segments import profile_attributes
 from ct_pipeline.assets.zoho import TABLES, zoho_deals
@@ -35,16 +39,22 @@ from ct_pipeline.config import SyncConfig, SyncConfigResource
 from ct_pipeline.crashpoints import crash_point
 from ct_pipeline.warehouse import WarehouseResource, WarehouseTransaction
 from ct_pipeline.warehouse.state import (
+    DEAL_CHANGES,
     HELD,
     PENDING,
+    PERSON_CHANGES,
+    PUSHED_PROFILES,
     REJECTED,
     SENDING,
     SENT,
     STAGE_SNAPSHOT,
+    clear_changes,
     clear_rejections,
     count_attempt,
     enqueue_outbox,
+    full_derivation_pending,
     pushed_hashes,
+    queued_changes,
     read_outbox,
     read_stage_snapshot,
     record_accepted_profiles,
@@ -84,10 +94,23 @@ def deal_stage_events(
     sync_config: SyncConfigResource,
 ) -> dg.MaterializeResult:
     config = sync_config.load()
-    deals = warehouse.read_table(TABLES["Deals"])
-    snapshot = read_stage_snapshot(warehouse)
-    identities = _push_identity_by_contact(warehouse)
     first_sync = not warehouse.table_exists(STAGE_SNAPSHOT)
+    changed_deals = queued_changes(warehouse, DEAL_CHANGES)
+    everything = (
+        first_sync
+        or is_full_refresh(context)
+        or full_derivation_pending(warehouse, DEAL_CHANGES)
+        or len(changed_deals) > incremental.MAX_QUEUED_RECORDS
+    )
+    if everything:
+        deals = warehouse.read_table(TABLES["Deals"])
+        snapshot = read_stage_snapshot(warehouse)
+    else:
+        # Only the deals the Zoho asset queued: a deal not re-read cannot have moved.
+        deals = warehouse.read_rows(TABLES["Deals"], "id", changed_deals["zoho_id"])
+        snapshot = warehouse.read_rows(STAGE_SNAPSHOT, "deal_id", changed_deals["zoho_id"])
+    contact_ids = deals["Contact_Name_id"].dropna() if "Contact_Name_id" in deals else []
+    identities = _push_identity_by_contact(warehouse, None if everything else contact_ids)
 
     events = pd.DataFrame() if first_sync else stage_transitions(deals, snapshot, config)
     outbox = outbox_rows(events, identities, config) if len(events) else pd.DataFrame()
@@ -96,6 +119,7 @@ def deal_stage_events(
         queued = enqueue_outbox(tx, outbox)
         tx.upsert(STAGE_SNAPSHOT, current, key=["deal_id"])
         tx.replace_table(EVENTS_TABLE, _events_table(outbox), key=["event_id"])
+        clear_changes(tx, DEAL_CHANGES, None if everything else changed_deals)
 
     crash_point("after_stage_snapshot")
     held = int((outbox["status"] == HELD).sum()) if len(outbox) else 0
@@ -208,14 +232,31 @@ def clevertap_profile_batches(
     sync_config: SyncConfigResource,
 ) -> dg.MaterializeResult:
     config = sync_config.load()
-    profiles = warehouse.read_table(PROFILE_TABLE)
     upload_as, held = upload_identities(warehouse)
+    # With reconciliation decisions, who else uploads under an identity is a whole-table fact.
+    if incremental.derives_everything(context, warehouse) or len(upload_as) or held:
+        profiles = warehouse.read_table(PROFILE_TABLE)
+        pushed = pushed_hashes(warehouse)
+    else:
+        # The profiles rewritten by this run, and those an earlier push did not deliver.
+        wanted = set(warehouse.read_table(PROFILE_CHANGES_TABLE, columns=["identity"])["identity"])
+        wanted |= set(warehouse.read_table(PROFILE_BATCHES, columns=["identity"])["identity"])
+        profiles = warehouse.read_rows(PROFILE_TABLE, "identity", sorted(wanted))
+        accepted = warehouse.read_rows(
+            PUSHED_PROFILES, "identity", sorted(wanted), ["identity", "payload_hash"]
+        )
+        pushed = accepted.set_index("identity")["payload_hash"]
     # Two people reconciled onto one CleverTap profile would be merged there: hold both.
     uploaded = profiles["identity"].map(upload_as).fillna(profiles["identity"])
     held |= set(profiles.loc[uploaded.duplicated(keep=False), "identity"])
     profiles = profiles[~profiles["identity"].isin(held)].reset_index(drop=True)
-    batches = changed_profile_records(profiles, pushed_hashes(warehouse), config, upload_as)
-    warehouse.replace_table(PROFILE_BATCHES, batches, key=["identity"])
+    batches = changed_profile_records(profiles, pushed, config, upload_as)
+    with warehouse.transaction() as tx:
+        tx.replace_table(PROFILE_BATCHES, batches, key=["identity"])
+        # The person derivation is complete: its queue and its before-images are spent.
+        clear_changes(tx, PERSON_CHANGES, None)
+        if tx.table_exists(PREVIOUS_TABLE):
+            tx.execute(f"DELETE FROM {PREVIOUS_TABLE}")
 
     context.log.info(f"{len(batches)} of {len(profiles)} profiles changed since the last push")
     return dg.MaterializeResult(
@@ -368,7 +409,12 @@ def clevertap_event_batches(
             f"{'sending them again' if policy == 'resend' else 'held for review'}"
         )
     pending = read_outbox(warehouse, [PENDING])
-    batches = pending.assign(batch=(pd.RangeIndex(len(pending)) // config.clevertap.batch_size))
+    # Numbered within each kind: campaign rows interleaved with events would otherwise split
+    # the events into more /1/upload requests than their count needs.
+    position = pending.groupby("kind", sort=False).cumcount() if len(pending) else []
+    batches = pending.assign(
+        batch=pd.Series(position, dtype="int64") // config.clevertap.batch_size
+    )
     warehouse.replace_table(
         EVENT_BATCHES,
         batches[
@@ -599,9 +645,15 @@ def _sync_metadata(
     return metadata
 
 
-def _push_identity_by_contact(warehouse: WarehouseResource) -> pd.Series:
-    """The identity each Contact's profile is pushed under (its duplicate group's canonical)."""
-    members = warehouse.read_table(MEMBERS_TABLE)
+def _push_identity_by_contact(
+    warehouse: WarehouseResource, contact_ids: Iterable[str] | None = None
+) -> pd.Series:
+    """The identity each Contact's profile is pushed under (its duplicate group's canonical);
+    with `contact_ids`, for those Contacts only."""
+    if contact_ids is None:
+        members = warehouse.read_table(MEMBERS_TABLE)
+    else:
+        members = warehouse.read_rows(MEMBERS_TABLE, "zoho_id", contact_ids)
     if members.empty:
         return pd.Series(dtype="str")
     pushed = members[(members["status"] == PUSH) & (members["module"] == "Contacts")]

@@ -5,11 +5,12 @@ tables, apply the configured policy and keep the results in the warehouse.
 """
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
-from ct_pipeline.assets import schemas
+from ct_pipeline.assets import incremental, schemas
 from ct_pipeline.assets.common import OWNERS, WAREHOUSE_KIND, warehouse_table_metadata
-from ct_pipeline.assets.zoho import TABLES, zoho_contacts, zoho_deals, zoho_leads
+from ct_pipeline.assets.zoho import TABLES, zoho_cases, zoho_contacts, zoho_deals, zoho_leads
 from ct_pipeline.config import SyncConfig, SyncConfigResource
 from ct_pipeline.identity import (
     DuplicateGroups,
@@ -22,6 +23,7 @@ from ct_pipeline.identity import (
 )
 from ct_pipeline.identity.groups import OVERSIZED
 from ct_pipeline.warehouse import WarehouseResource
+from ct_pipeline.warehouse.state import PERSON_CHANGES, request_full_derivation
 
 GROUP = "identity"
 IDENTITIES_TABLE = "contact_identities"
@@ -29,6 +31,16 @@ MEMBERS_TABLE = "duplicate_profiles"
 REVIEW_TABLE = "identity_review_queue"
 # Why records were grouped: the field and the masked or hashed value that linked them.
 LINKS_TABLE = "duplicate_profile_links"
+# The identity rows of queued records as they were before this derivation changed them, for
+# the duplicate grouping to find who they linked to; emptied when the derivation finished.
+PREVIOUS_TABLE = "contact_identities_previous"
+# The records an incremental run derived again, for the profile and review assets.
+SCOPE_TABLE = "derivation_scope"
+# profile_attributes' table (named here: segments imports this module).
+PROFILE_TABLE = "profile_attributes"
+# Looked up by value and by group in incremental runs.
+IDENTITY_INDEXES = [["zoho_id"], *([column] for column in incremental.LINK_COLUMNS)]
+MEMBER_INDEXES = [["zoho_id"], ["group_id"], ["canonical_identity"]]
 
 # `duplicate_profiles.status`: what happens to the person a record belongs to.
 PUSH = "push"
@@ -42,7 +54,7 @@ PERSON_COLUMNS = ["Mobile", "Phone", "Email", "Secondary_Email"]
 @dg.asset(
     name=IDENTITIES_TABLE,
     group_name=GROUP,
-    deps=[zoho_contacts, zoho_leads, zoho_deals],
+    deps=[zoho_contacts, zoho_leads, zoho_deals, zoho_cases],
     kinds={"pandas", WAREHOUSE_KIND},
     owners=OWNERS,
     metadata={"dagster/column_schema": schemas.CONTACT_IDENTITIES},
@@ -59,9 +71,24 @@ def contact_identities(
     sync_config: SyncConfigResource,
 ) -> dg.MaterializeResult:
     config = sync_config.load()
-    records = person_records(warehouse)
-    identities = identify(records, config)
-    warehouse.replace_table(IDENTITIES_TABLE, identities, key=["module", "zoho_id"])
+    queued = incremental.queued_people(warehouse)
+    downstream = [MEMBERS_TABLE, LINKS_TABLE, REVIEW_TABLE, PROFILE_TABLE]
+    everything = incremental.must_derive_everything(
+        context, warehouse, queued, [IDENTITIES_TABLE, *downstream]
+    )
+    if everything:
+        identities = identify(person_records(warehouse), config)
+        with warehouse.transaction() as tx:
+            tx.replace_table(IDENTITIES_TABLE, identities, key=["module", "zoho_id"])
+            for columns in IDENTITY_INDEXES:
+                tx.create_index(IDENTITIES_TABLE, columns)
+            # Until the last derivation asset finished, later runs derive everything too.
+            request_full_derivation(tx, [PERSON_CHANGES])
+            incremental.record_mode(tx, context.run.run_id, everything=True)
+    else:
+        identities = _identify_queued(warehouse, queued, config)
+        with warehouse.transaction() as tx:
+            incremental.record_mode(tx, context.run.run_id, everything=False)
 
     contacts = identities[identities["module"] == "Contacts"]
     identified = int(contacts["identity"].notna().sum())
@@ -69,6 +96,7 @@ def contact_identities(
     return dg.MaterializeResult(
         metadata={
             **warehouse_table_metadata(warehouse, IDENTITIES_TABLE),
+            "records derived": len(identities),
             "contacts": len(contacts),
             "leads": int((identities["module"] == "Leads").sum()),
             "with identity": identified,
@@ -83,13 +111,43 @@ def contact_identities(
     )
 
 
-def person_records(warehouse: WarehouseResource) -> pd.DataFrame:
-    """Contacts and Leads in one frame: module, zoho_id, person fields, deal_count, modified."""
-    deals = warehouse.read_table(TABLES["Deals"], columns=["Contact_Name_id"])
+def _identify_queued(
+    warehouse: WarehouseResource, queued: pd.DataFrame, config: SyncConfig
+) -> pd.DataFrame:
+    """Identities of the queued records only; their rows before are kept for the grouping."""
+    keys = incremental.keys_of(queued)
+    identities = identify(person_records(warehouse, keys), config)
+    previous = incremental.rows_for_keys(warehouse, IDENTITIES_TABLE, keys)
+    with warehouse.transaction() as tx:
+        # A record queued again by a run that died keeps its first `previous` row.
+        tx.upsert(PREVIOUS_TABLE, previous, key=["module", "zoho_id"], keep_existing=True)
+        incremental.delete_keys(tx, IDENTITIES_TABLE, keys)
+        tx.upsert(IDENTITIES_TABLE, identities, key=["module", "zoho_id"])
+    return identities
+
+
+def person_records(
+    warehouse: WarehouseResource, keys: set[tuple[str, str]] | None = None
+) -> pd.DataFrame:
+    """Contacts and Leads in one frame: module, zoho_id, person fields, deal_count, modified.
+
+    With `keys`, only those (module, zoho_id) records, read by id.
+    """
+    if keys is None:
+        deals = warehouse.read_table(TABLES["Deals"], columns=["Contact_Name_id"])
+    else:
+        contact_ids = [zoho_id for module, zoho_id in keys if module == "Contacts"]
+        deals = warehouse.read_rows(
+            TABLES["Deals"], "Contact_Name_id", contact_ids, columns=["Contact_Name_id"]
+        )
     deal_counts = deals["Contact_Name_id"].dropna().value_counts()
     frames = []
     for module in ("Contacts", "Leads"):
-        table = warehouse.read_table(TABLES[module])
+        if keys is None:
+            table = warehouse.read_table(TABLES[module])
+        else:
+            ids = [zoho_id for owner, zoho_id in keys if owner == module]
+            table = warehouse.read_rows(TABLES[module], "id", ids)
         if table.empty:
             continue
         frame = pd.DataFrame(
@@ -170,14 +228,19 @@ def duplicate_profiles(
     sync_config: SyncConfigResource,
 ) -> dg.MaterializeResult:
     settings = sync_config.load().identity
-    identities = warehouse.read_table(IDENTITIES_TABLE)
-    members, groups = group_members(
-        identities, settings.max_records_per_value, settings.max_group_size
-    )
-    links = groups.links.drop(columns=["value"])
-    with warehouse.transaction() as tx:
-        tx.replace_table(MEMBERS_TABLE, members, key=["module", "zoho_id"])
-        tx.replace_table(LINKS_TABLE, links)
+    if incremental.derives_everything(context, warehouse):
+        identities = warehouse.read_table(IDENTITIES_TABLE)
+        members, groups = group_members(
+            identities, settings.max_records_per_value, settings.max_group_size
+        )
+        with warehouse.transaction() as tx:
+            tx.replace_table(MEMBERS_TABLE, members, key=["module", "zoho_id"])
+            tx.replace_table(LINKS_TABLE, groups.links.drop(columns=["value"]))
+            for columns in MEMBER_INDEXES:
+                tx.create_index(MEMBERS_TABLE, columns)
+            tx.create_index(LINKS_TABLE, ["record_id"])
+    else:
+        members, groups = _regroup_queued(warehouse, settings)
 
     sizes = members.groupby("group_id").size()
     statuses = members.drop_duplicates("group_id")["status"].value_counts().to_dict()
@@ -193,6 +256,85 @@ def duplicate_profiles(
             "people by status": dg.MetadataValue.json(statuses),
         }
     )
+
+
+def _regroup_queued(warehouse: WarehouseResource, settings) -> tuple[pd.DataFrame, DuplicateGroups]:
+    """Group again only the queued records and those they link or linked to; fix the collision
+    status of people elsewhere who claim an identity these records claim, or claimed."""
+    seeds = incremental.keys_of(incremental.queued_people(warehouse))
+    previous = incremental.rows_for_keys(warehouse, PREVIOUS_TABLE, seeds)
+    rows, suppressed = incremental.duplicate_scope(
+        warehouse,
+        IDENTITIES_TABLE,
+        MEMBERS_TABLE,
+        seeds,
+        previous,
+        settings.max_records_per_value,
+    )
+    members, groups = group_members(
+        incremental.without_suppressed(rows, suppressed),
+        settings.max_records_per_value,
+        settings.max_group_size,
+    )
+    scope = incremental.keys_of(rows) | seeds
+    before = incremental.rows_for_keys(warehouse, MEMBERS_TABLE, scope)
+    claimed = set(members["canonical_identity"].dropna()) | set(
+        before["canonical_identity"].dropna()
+    )
+    others = warehouse.read_rows(MEMBERS_TABLE, "canonical_identity", claimed)
+    others = others[
+        [key not in scope for key in zip(others["module"], others["zoho_id"], strict=True)]
+    ]
+    members, others = _with_collisions(members, others)
+    changed_others = others[others["status"] != others["status_before"]].drop(
+        columns=["status_before"]
+    )
+
+    with warehouse.transaction() as tx:
+        incremental.delete_keys(tx, MEMBERS_TABLE, scope)
+        tx.upsert(
+            MEMBERS_TABLE,
+            pd.concat([members, changed_others], ignore_index=True),
+            key=["module", "zoho_id"],
+        )
+        tx.execute_in(f"DELETE FROM {LINKS_TABLE} WHERE record_id IN :keys", [z for _, z in scope])
+        tx.append(LINKS_TABLE, groups.links.drop(columns=["value"]))
+        touched = pd.DataFrame(
+            sorted(scope | incremental.keys_of(changed_others)), columns=["module", "zoho_id"]
+        )
+        tx.replace_table(SCOPE_TABLE, touched, key=["module", "zoho_id"])
+    return members, groups
+
+
+def _with_collisions(
+    members: pd.DataFrame, others: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Statuses of `members` and of the `others` claiming the same identities, with an identity
+    claimed by two different people (canonical ids) marked as a collision for all of them."""
+    others = others.assign(status_before=others["status"])
+    both = pd.concat([members.assign(_own=True), others.assign(_own=False)], ignore_index=True)
+    claims = both.dropna(subset=["canonical_identity"]).drop_duplicates(
+        ["canonical_identity", "canonical_id"]
+    )
+    people = claims.groupby("canonical_identity").size()
+    collision = both["canonical_identity"].map(people).fillna(0).to_numpy() > 1
+    both["status"] = person_status(both["canonical_identity"], collision, both["group_status"])
+    own = both["_own"].to_numpy(dtype=bool)
+    return (
+        both[own].drop(columns=["_own", "status_before"]).reset_index(drop=True),
+        both[~own].drop(columns=["_own"]).reset_index(drop=True),
+    )
+
+
+def person_status(
+    canonical_identity: pd.Series, collision: np.ndarray, group_status: pd.Series
+) -> pd.Series:
+    """What happens to each record's person: pushed, or why not (the most severe reason)."""
+    status = pd.Series(PUSH, index=canonical_identity.index, dtype="str")
+    status[canonical_identity.isna().to_numpy()] = NO_IDENTITY
+    status[np.asarray(collision, dtype=bool)] = IDENTITY_COLLISION
+    status[(group_status.astype("str") == OVERSIZED).to_numpy()] = GROUP_TOO_LARGE
+    return status
 
 
 def group_members(
@@ -212,16 +354,18 @@ def group_members(
     )
     groups = find_duplicate_groups(identities, options)
     found = groups.records
-    status = pd.Series(PUSH, index=found.index, dtype="str")
-    status[found["canonical_identity"].isna()] = NO_IDENTITY
-    status[found["identity_collision"].astype(bool)] = IDENTITY_COLLISION
-    status[found["group_status"].astype("str") == OVERSIZED] = GROUP_TOO_LARGE
+    status = person_status(
+        found["canonical_identity"], found["identity_collision"].to_numpy(), found["group_status"]
+    )
     canonical = found["canonical_identity"].astype("str")
+    group_id = stable_group_ids(identities["zoho_id"], found["group_id"])
+    renumber = pd.Series(group_id, index=found.index).groupby(found["group_id"].to_numpy()).first()
+    groups.links["group_id"] = groups.links["group_id"].map(renumber).astype("int64")
     members = pd.DataFrame(
         {
             "module": identities["module"].astype("str"),
             "zoho_id": identities["zoho_id"].astype("str"),
-            "group_id": found["group_id"].astype("int64"),
+            "group_id": group_id,
             "group_size": found["group_size"].astype("int64"),
             "group_status": found["group_status"].astype("str"),
             "is_canonical": found["is_canonical"].astype(bool),
@@ -250,10 +394,27 @@ def group_members(
 def identity_review_queue(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    members = warehouse.read_table(MEMBERS_TABLE)
-    identities = warehouse.read_table(IDENTITIES_TABLE, columns=["module", "zoho_id", "reason"])
-    queue = review_queue(members, identities)
-    warehouse.replace_table(REVIEW_TABLE, queue, key=["module", "zoho_id"])
+    if incremental.derives_everything(context, warehouse):
+        # Only the records held back, with their own reason: a small share of the tables.
+        held = warehouse.read_sql(
+            f"SELECT m.module, m.zoho_id, m.status, i.reason FROM {MEMBERS_TABLE} m "
+            f"LEFT JOIN {IDENTITIES_TABLE} i ON i.module = m.module AND i.zoho_id = m.zoho_id "
+            "WHERE m.status <> :push",
+            {"push": PUSH},
+        )
+        queue = review_queue(held, held[["module", "zoho_id", "reason"]])
+        warehouse.replace_table(REVIEW_TABLE, queue, key=["module", "zoho_id"])
+    else:
+        # Only the records this run grouped again (or whose collision status changed).
+        scope = incremental.keys_of(warehouse.read_table(SCOPE_TABLE))
+        members = incremental.rows_for_keys(warehouse, MEMBERS_TABLE, scope)
+        identities = incremental.rows_for_keys(
+            warehouse, IDENTITIES_TABLE, scope, ["module", "zoho_id", "reason"]
+        )
+        queue = review_queue(members, identities)
+        with warehouse.transaction() as tx:
+            incremental.delete_keys(tx, REVIEW_TABLE, scope)
+            tx.upsert(REVIEW_TABLE, queue, key=["module", "zoho_id"])
 
     by_reason = queue["reason"].value_counts().to_dict()
     context.log.info(f"{len(queue)} records in the review queue: {by_reason}")
@@ -264,6 +425,15 @@ def identity_review_queue(
             "by reason": dg.MetadataValue.json(by_reason),
         }
     )
+
+
+def stable_group_ids(zoho_ids: pd.Series, groups: pd.Series) -> np.ndarray:
+    """A group number that depends on who is in the group, not on the order records were read
+    in: a hash of the group's smallest Zoho id. An incremental run that groups a few records
+    again gives them the numbers a full recompute would."""
+    smallest = zoho_ids.astype("str").groupby(groups.to_numpy()).transform("min")
+    hashed = pd.util.hash_array(smallest.to_numpy(dtype=object))
+    return (hashed >> np.uint64(1)).astype(np.int64)
 
 
 def review_queue(members: pd.DataFrame, identities: pd.DataFrame) -> pd.DataFrame:

@@ -3,14 +3,21 @@
 import dagster as dg
 import pandas as pd
 
-from ct_pipeline.assets import schemas
+from ct_pipeline.assets import incremental, schemas
 from ct_pipeline.assets.common import (
     OWNERS,
     WAREHOUSE_KIND,
     mask_identity,
     warehouse_table_metadata,
 )
-from ct_pipeline.assets.identity import IDENTITIES_TABLE, MEMBERS_TABLE, PUSH, duplicate_profiles
+from ct_pipeline.assets.identity import (
+    IDENTITIES_TABLE,
+    MEMBERS_TABLE,
+    PREVIOUS_TABLE,
+    PUSH,
+    SCOPE_TABLE,
+    duplicate_profiles,
+)
 from ct_pipeline.assets.zoho import DELETED_RECORDS, TABLES, zoho_cases, zoho_contacts, zoho_deals
 from ct_pipeline.config import FieldMapping, SyncConfig, SyncConfigResource, load_sync_config
 from ct_pipeline.warehouse import WarehouseResource
@@ -18,6 +25,10 @@ from ct_pipeline.warehouse.state import PUSHED_PROFILES
 
 GROUP = "segments"
 TABLE = "profile_attributes"
+# The identities whose rows an incremental run rewrote, for clevertap_profile_batches.
+CHANGES_TABLE = "profile_attribute_changes"
+# How a profile's Email and Phone come from the identity columns (first present wins).
+REACHABLE = {"Email": ("email", "secondary_email"), "Phone": ("mobile_e164", "phone_e164")}
 
 # Attributes every profile carries besides the configured mappings.
 BUILT_IN_COLUMNS = [
@@ -62,20 +73,17 @@ def profile_attributes(
     sync_config: SyncConfigResource,
 ) -> dg.MaterializeResult:
     config = sync_config.load()
-    members = warehouse.read_table(MEMBERS_TABLE)
-    identities = warehouse.read_table(IDENTITIES_TABLE)
-    contacts = warehouse.read_table(TABLES["Contacts"])
-    deals = warehouse.read_table(TABLES["Deals"])
-    cases = warehouse.read_table(TABLES["Cases"])
-
-    profiles = build_profile_attributes(members, identities, contacts, deals, cases, config)
-    tombstones = _deleted_contact_profiles(warehouse, config)
-    # An identity still claimed by a live record keeps that record's profile.
-    if len(tombstones):
-        tombstones = tombstones[~tombstones["identity"].isin(profiles["identity"])]
-    table = pd.concat([profiles, tombstones], ignore_index=True) if len(tombstones) else profiles
-    warehouse.replace_table(TABLE, table, key=["identity"])
-
+    if incremental.derives_everything(context, warehouse):
+        profiles, tombstones = _all_profiles(warehouse, config)
+        table = with_tombstones(profiles, tombstones)
+        with warehouse.transaction() as tx:
+            tx.replace_table(TABLE, table, key=["identity"])
+            tx.create_index(TABLE, ["crm_contact_id"])
+            if tx.table_exists(PUSHED_PROFILES):
+                tx.create_index(PUSHED_PROFILES, ["contact_id"])
+    else:
+        profiles, tombstones = _queued_profiles(warehouse, config)
+        table = with_tombstones(profiles, tombstones)
     context.log.info(
         f"{len(profiles)} profiles, {int(profiles['has_open_escalation'].sum())} escalated, "
         f"{len(tombstones)} deleted Contacts flagged"
@@ -93,6 +101,106 @@ def profile_attributes(
             ),
         }
     )
+
+
+def with_tombstones(profiles: pd.DataFrame, tombstones: pd.DataFrame) -> pd.DataFrame:
+    """Profiles and deleted Contacts' flags in one frame, typed as the profiles are, so the
+    table's column types do not depend on whether any Contact was deleted."""
+    if tombstones.empty:
+        return profiles
+    aligned = tombstones.reindex(columns=profiles.columns)
+    for column in profiles.columns:
+        if column not in tombstones:
+            aligned[column] = aligned[column].astype(profiles[column].dtype)
+    return pd.concat([profiles, aligned], ignore_index=True)
+
+
+def _all_profiles(
+    warehouse: WarehouseResource, config: SyncConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every profile, and the deleted Contacts' flags, from whole tables."""
+    members = warehouse.read_table(MEMBERS_TABLE)
+    identities = warehouse.read_table(IDENTITIES_TABLE)
+    contacts = warehouse.read_table(TABLES["Contacts"])
+    deals = warehouse.read_table(TABLES["Deals"])
+    cases = warehouse.read_table(TABLES["Cases"])
+    profiles = build_profile_attributes(members, identities, contacts, deals, cases, config)
+    tombstones = _deleted_contact_profiles(warehouse, config)
+    # An identity still claimed by a live record keeps that record's profile.
+    if len(tombstones):
+        tombstones = tombstones[~tombstones["identity"].isin(profiles["identity"])]
+    return profiles, tombstones
+
+
+def _queued_profiles(
+    warehouse: WarehouseResource, config: SyncConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rebuild the profiles of the records this run derived again, and of everyone sharing an
+    Email or Phone value with them (whether a value is unshared depends on all its holders)."""
+    scope = incremental.keys_of(warehouse.read_table(SCOPE_TABLE))
+    now = incremental.rows_for_keys(warehouse, IDENTITIES_TABLE, scope)
+    before = incremental.rows_for_keys(warehouse, PREVIOUS_TABLE, scope)
+    concern = {
+        field: set(_reachable(now, field).dropna()) | set(_reachable(before, field).dropna())
+        for field in REACHABLE
+    }
+    holders = [now]
+    for field, columns in REACHABLE.items():
+        for column in columns:
+            holders.append(warehouse.read_rows(IDENTITIES_TABLE, column, concern[field]))
+    found = pd.concat([frame for frame in holders if len(frame)], ignore_index=True)
+    found = found.drop_duplicates(["module", "zoho_id"]) if len(found) else now
+    holding = pd.Series(False, index=found.index)
+    for field in REACHABLE:
+        holding |= _reachable(found, field).isin(concern[field])
+    keys = scope | incremental.keys_of(found[holding])
+
+    members = incremental.rows_for_keys(warehouse, MEMBERS_TABLE, keys)
+    identities = incremental.rows_for_keys(warehouse, IDENTITIES_TABLE, keys)
+    contact_ids = sorted(zoho_id for module, zoho_id in keys if module == "Contacts")
+    contact_ids += sorted(zoho_id for module, zoho_id in keys if module == "Leads")
+    contacts = warehouse.read_rows(TABLES["Contacts"], "id", contact_ids)
+    if contacts.empty:
+        contacts = warehouse.read_sql(f"SELECT * FROM {TABLES['Contacts']} WHERE 1 = 0")
+    deals = warehouse.read_rows(TABLES["Deals"], "Contact_Name_id", contact_ids)
+    cases = warehouse.read_rows(TABLES["Cases"], "Related_To_id", contact_ids)
+    profiles = build_profile_attributes(members, identities, contacts, deals, cases, config)
+
+    stored = warehouse.read_rows(TABLE, "crm_contact_id", contact_ids)
+    stored_live = stored[stored["crm_deleted"].isna()] if "crm_deleted" in stored else stored
+    for field in REACHABLE:
+        # Values none of the changed records holds, now or before, keep their stored answer.
+        kept = stored_live.set_index("crm_contact_id")[field] if len(stored_live) else None
+        own = _reachable(identities.set_index("zoho_id").loc[profiles["crm_contact_id"]], field)
+        own = own.reset_index(drop=True)
+        settled = (own.isna() | own.isin(concern[field])).to_numpy()
+        if kept is not None:
+            profiles[field] = profiles[field].where(settled, profiles["crm_contact_id"].map(kept))
+
+    replaced = set(stored["identity"]) | set(profiles["identity"])
+    tombstones = _deleted_contact_profiles(
+        warehouse, config, identities=replaced, contact_ids=contact_ids
+    )
+    with warehouse.transaction() as tx:
+        tx.execute_in(f"DELETE FROM {TABLE} WHERE crm_contact_id IN :keys", contact_ids)
+        tx.execute_in(f"DELETE FROM {TABLE} WHERE identity IN :keys", profiles["identity"])
+        tx.upsert(TABLE, profiles, key=["identity"])
+        if len(tombstones):
+            claimed = tx.read_rows(TABLE, "identity", tombstones["identity"], ["identity"])
+            tombstones = tombstones[~tombstones["identity"].isin(claimed["identity"])]
+            tx.upsert(TABLE, tombstones, key=["identity"])
+        flagged = set(tombstones["identity"]) if len(tombstones) else set()
+        changed = pd.DataFrame({"identity": sorted(replaced | flagged)})
+        tx.replace_table(CHANGES_TABLE, changed.astype("str"), key=["identity"])
+    return profiles, tombstones
+
+
+def _reachable(rows: pd.DataFrame, field: str) -> pd.Series:
+    """A profile's Email or Phone before unsharing: the first of its identity columns set."""
+    first, second = REACHABLE[field]
+    if rows.empty or first not in rows:
+        return pd.Series(dtype="str", index=rows.index)
+    return rows[first].fillna(rows[second]).astype("str")
 
 
 def masked_preview(profiles: pd.DataFrame, rows: int = PREVIEW_ROWS) -> str:
@@ -149,7 +257,7 @@ def build_profile_attributes(
         latest_open_stage(deals, config.deal_events.closed_stages)
     )
     escalated = contacts_with_open_escalation(cases, config)
-    profile["has_open_escalation"] = profile["crm_contact_id"].isin(escalated)
+    profile["has_open_escalation"] = profile["crm_contact_id"].isin(escalated).astype("boolean")
     profile["crm_deleted"] = pd.array([pd.NA] * len(profile), dtype="boolean")
     return profile
 
@@ -210,16 +318,43 @@ def _boolean(value: object) -> bool | None:
     return None
 
 
-def _deleted_contact_profiles(warehouse: WarehouseResource, config: SyncConfig) -> pd.DataFrame:
-    """`crm_deleted = true` for pushed profiles whose Contact was deleted (policy `flag`)."""
+def _deleted_contact_profiles(
+    warehouse: WarehouseResource,
+    config: SyncConfig,
+    identities: set[str] | None = None,
+    contact_ids: list[str] | None = None,
+) -> pd.DataFrame:
+    """`crm_deleted = true` for pushed profiles whose Contact was deleted (policy `flag`).
+
+    With `identities` and `contact_ids`, only the pushed profiles with one of those identities
+    or belonging to one of those Contacts (read by index).
+    """
     if config.clevertap.deleted_contacts != "flag":
         return pd.DataFrame()
     if not (warehouse.table_exists(DELETED_RECORDS) and warehouse.table_exists(PUSHED_PROFILES)):
         return pd.DataFrame()
-    flagged = warehouse.read_sql(
-        f"SELECT p.identity, p.contact_id, d.deleted_time FROM {PUSHED_PROFILES} p "
-        f"JOIN {DELETED_RECORDS} d ON d.id = p.contact_id AND d.module = 'Contacts'"
-    )
+    if identities is None:
+        flagged = warehouse.read_sql(
+            f"SELECT p.identity, p.contact_id, d.deleted_time FROM {PUSHED_PROFILES} p "
+            f"JOIN {DELETED_RECORDS} d ON d.id = p.contact_id AND d.module = 'Contacts'"
+        )
+    else:
+        columns = ["identity", "contact_id"]
+        pushed = pd.concat(
+            [
+                warehouse.read_rows(PUSHED_PROFILES, "identity", identities, columns),
+                warehouse.read_rows(PUSHED_PROFILES, "contact_id", contact_ids or [], columns),
+            ],
+            ignore_index=True,
+        ).drop_duplicates("identity")
+        deleted = warehouse.read_rows(
+            DELETED_RECORDS, "id", pushed["contact_id"], ["module", "id", "deleted_time"]
+        )
+        deleted = deleted[deleted["module"] == "Contacts"]
+        flagged = pushed.merge(
+            deleted.rename(columns={"id": "contact_id"})[["contact_id", "deleted_time"]],
+            on="contact_id",
+        )
     if flagged.empty:
         return pd.DataFrame()
     return pd.DataFrame(

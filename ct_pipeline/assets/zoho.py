@@ -13,8 +13,15 @@ from ct_pipeline.assets.common import (
     warehouse_table_metadata,
 )
 from ct_pipeline.config import SyncConfigResource
-from ct_pipeline.warehouse import WarehouseResource
-from ct_pipeline.warehouse.state import read_cursor, write_cursor
+from ct_pipeline.warehouse import WarehouseResource, WarehouseTransaction
+from ct_pipeline.warehouse.state import (
+    DEAL_CHANGES,
+    PERSON_CHANGES,
+    queue_changes,
+    read_cursor,
+    request_full_derivation,
+    write_cursor,
+)
 from ct_pipeline.zoho import ZohoCRMResource
 
 GROUP = "zoho"
@@ -74,6 +81,9 @@ MODULE_FIELDS: dict[str, list[str]] = {
     ],
 }
 TABLES = {module: f"zoho_{module.lower()}" for module in MODULE_FIELDS}
+# The Contact a Deal or Case belongs to: a change to one changes that Contact's profile (deal
+# count, latest open stage, escalation flag). Indexed so an incremental run finds them by Contact.
+CONTACT_REFERENCES = {"Deals": "Contact_Name_id", "Cases": "Related_To_id"}
 
 
 def requested_fields(module: str, mapped_fields: list[str]) -> list[str]:
@@ -174,6 +184,10 @@ def _full_refresh(
     cursor = _max_time(records["Modified_Time"]) if len(records) else started
     with warehouse.transaction() as tx:
         tx.replace_table(table, records, key=["id"])
+        reference = CONTACT_REFERENCES.get(module)
+        if reference in records.columns:
+            tx.create_index(table, [reference])
+        request_full_derivation(tx)
         _record_deletions(tx, module, pd.DataFrame({"id": vanished, "deleted_time": started}))
         write_cursor(tx, module, cursor)
         write_cursor(tx, module, started, kind="deleted")
@@ -193,6 +207,7 @@ def _incremental(
     deleted_since = read_cursor(warehouse, module, kind="deleted") or cursor
     deleted = zoho.read_deleted(module, since=deleted_since)
     with warehouse.transaction() as tx:
+        _queue_for_derivation(tx, module, table, read.records, deleted["id"].tolist())
         tx.upsert(table, read.records, key=["id"])
         removed = tx.delete_keys(table, "id", deleted["id"].tolist())
         _record_deletions(tx, module, deleted[["id", "deleted_time"]])
@@ -201,6 +216,32 @@ def _incremental(
         if len(deleted):
             write_cursor(tx, module, _max_time(deleted["deleted_time"]), kind="deleted")
     return {"records read": len(read.records), "records deleted": removed}
+
+
+def _queue_for_derivation(
+    tx: WarehouseTransaction, module: str, table: str, records: pd.DataFrame, deleted: list[str]
+) -> None:
+    """Queue the person records these changes touch, before the rows are overwritten: the
+    records themselves (Contacts, Leads), or the Contacts a Deal or Case belonged to before and
+    after the change."""
+    changed = (
+        [*records["id"].astype("str").tolist(), *map(str, deleted)]
+        if len(records)
+        else [*map(str, deleted)]
+    )
+    if module in ("Contacts", "Leads"):
+        queue_changes(tx, PERSON_CHANGES, module, changed)
+        return
+    reference = CONTACT_REFERENCES.get(module)
+    if reference is None:
+        return
+    before = tx.read_rows(table, "id", changed, columns=["id", reference]) if changed else None
+    contacts = [] if before is None or reference not in before else before[reference].tolist()
+    if reference in records.columns:
+        contacts += records[reference].tolist()
+    queue_changes(tx, PERSON_CHANGES, "Contacts", contacts)
+    if module == "Deals" and len(records):
+        queue_changes(tx, DEAL_CHANGES, module, records["id"].astype("str").tolist())
 
 
 def _record_deletions(tx, module: str, deleted: pd.DataFrame) -> None:
