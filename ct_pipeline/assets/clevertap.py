@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ct_pipeline.assets import incremental
+from ct_pipeline.assets import incremental, schemas
 from ct_pipeline.assets.common import (
     CLEVERTAP_POOL,
     OWNERS,
@@ -81,6 +81,7 @@ PREVIEW_ROWS = 10
     deps=[zoho_deals, duplicate_profiles],
     kinds={"pandas", WAREHOUSE_KIND},
     owners=OWNERS,
+    metadata={"dagster/column_schema": schemas.DEAL_STAGE_EVENTS},
     description=(
         "Deal stage transitions since the stored stage snapshot, each a `Deal Stage Changed` "
         "event carrying stage_name and previous_stage. They are written to the event outbox in "
@@ -219,6 +220,7 @@ def outbox_rows(events: pd.DataFrame, identities: pd.Series, config: SyncConfig)
     deps=[profile_attributes, clevertap_reconciliation],
     kinds={"pandas", "clevertap", WAREHOUSE_KIND},
     owners=OWNERS,
+    metadata={"dagster/column_schema": schemas.PROFILE_BATCHES},
     description=(
         "The CleverTap profile records that changed since CleverTap last accepted them "
         "(compared by payload hash per identity), numbered into upload batches of at most the "
@@ -316,9 +318,10 @@ def changed_profile_records(
     name="clevertap_profile_sync",
     group_name=GROUP,
     deps=[clevertap_profile_batches],
-    kinds={"clevertap"},
+    kinds={"clevertap", "pandas", WAREHOUSE_KIND},
     pool=CLEVERTAP_POOL,
     owners=OWNERS,
+    metadata={"dagster/column_schema": schemas.PROFILE_OUTCOMES},
     description=(
         "Uploads the changed profiles to CleverTap (/1/upload). Each record's outcome is "
         "written back as its batch finishes: accepted advances the stored payload hash; "
@@ -380,6 +383,7 @@ def _record_profile_outcomes(tx: WarehouseTransaction, frame: pd.DataFrame, run_
     deps=[deal_stage_events],
     kinds={"pandas", "clevertap", WAREHOUSE_KIND},
     owners=OWNERS,
+    metadata={"dagster/column_schema": schemas.EVENT_BATCHES},
     description=(
         "The outbox events and campaign triggers waiting to be sent, in batches. Events a "
         "previous run sent without recording CleverTap's answer (it died mid-upload) have an "
@@ -437,9 +441,10 @@ def clevertap_event_batches(
     name="clevertap_event_sync",
     group_name=GROUP,
     deps=[clevertap_event_batches],
-    kinds={"clevertap"},
+    kinds={"clevertap", "pandas", WAREHOUSE_KIND},
     pool=CLEVERTAP_POOL,
     owners=OWNERS,
+    metadata={"dagster/column_schema": schemas.EVENT_OUTCOMES},
     description=(
         "Sends the pending outbox: events through /1/upload one batch at a time, then campaign "
         "triggers through /1/send/externaltrigger.json. Rows are marked sending before their "
