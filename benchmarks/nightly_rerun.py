@@ -55,8 +55,8 @@ def rerun(args: argparse.Namespace, number: int) -> dict[str, Any]:
         first = harness.run_job(JOB, sandbox, warehouse_url, config)
         edits = edit_crm(sandbox, warehouse_url, args.change, tag=f"run {number}")
         second = harness.run_job(JOB, sandbox, warehouse_url, config)
+        batch_size = harness.batch_size(config)
 
-    batch_size = harness.batch_size(config)
     changed = int(second["metadata"].get(PROFILE_BATCHES, {}).get("changed", 0))
     events = int(second["metadata"].get(EVENT_BATCHES, {}).get("pending events", 0))
     minimal = harness.minimal_upload_requests(changed, events, batch_size)

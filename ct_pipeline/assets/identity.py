@@ -11,7 +11,7 @@ import pandas as pd
 from ct_pipeline.assets import incremental, schemas
 from ct_pipeline.assets.common import OWNERS, WAREHOUSE_KIND, warehouse_table_metadata
 from ct_pipeline.assets.zoho import TABLES, zoho_cases, zoho_contacts, zoho_deals, zoho_leads
-from ct_pipeline.config import SyncConfig, SyncConfigResource
+from ct_pipeline.config import IdentitySettings, SyncConfig, SyncConfigResource
 from ct_pipeline.identity import (
     DuplicateGroups,
     GroupingOptions,
@@ -258,10 +258,17 @@ def duplicate_profiles(
     )
 
 
-def _regroup_queued(warehouse: WarehouseResource, settings) -> tuple[pd.DataFrame, DuplicateGroups]:
+def _regroup_queued(
+    warehouse: WarehouseResource, settings: IdentitySettings
+) -> tuple[pd.DataFrame, DuplicateGroups]:
     """Group again only the queued records and those they link or linked to; fix the collision
     status of people elsewhere who claim an identity these records claim, or claimed."""
     seeds = incremental.keys_of(incremental.queued_people(warehouse))
+    if not seeds:
+        nothing = pd.DataFrame()
+        warehouse.replace_table(SCOPE_TABLE, pd.DataFrame({"module": [], "zoho_id": []}))
+        members = warehouse.read_rows(MEMBERS_TABLE, "zoho_id", [])
+        return members, DuplicateGroups(nothing, nothing, nothing, nothing)
     previous = incremental.rows_for_keys(warehouse, PREVIOUS_TABLE, seeds)
     rows, suppressed = incremental.duplicate_scope(
         warehouse,

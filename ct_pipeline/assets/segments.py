@@ -148,8 +148,12 @@ def _queued_profiles(
     for field, columns in REACHABLE.items():
         for column in columns:
             holders.append(warehouse.read_rows(IDENTITIES_TABLE, column, concern[field]))
-    found = pd.concat([frame for frame in holders if len(frame)], ignore_index=True)
-    found = found.drop_duplicates(["module", "zoho_id"]) if len(found) else now
+    holders = [frame for frame in holders if len(frame)]
+    found = (
+        pd.concat(holders, ignore_index=True).drop_duplicates(["module", "zoho_id"])
+        if holders
+        else now
+    )
     holding = pd.Series(False, index=found.index)
     for field in REACHABLE:
         holding |= _reachable(found, field).isin(concern[field])

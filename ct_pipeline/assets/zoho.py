@@ -84,6 +84,7 @@ TABLES = {module: f"zoho_{module.lower()}" for module in MODULE_FIELDS}
 # The Contact a Deal or Case belongs to: a change to one changes that Contact's profile (deal
 # count, latest open stage, escalation flag). Indexed so an incremental run finds them by Contact.
 CONTACT_REFERENCES = {"Deals": "Contact_Name_id", "Cases": "Related_To_id"}
+SAME_SECOND_GUARD = pd.Timedelta(minutes=5)
 
 
 def requested_fields(module: str, mapped_fields: list[str]) -> list[str]:
@@ -223,20 +224,27 @@ def _queue_for_derivation(
 ) -> None:
     """Queue the person records these changes touch, before the rows are overwritten: the
     records themselves (Contacts, Leads), or the Contacts a Deal or Case belonged to before and
-    after the change."""
-    changed = (
-        [*records["id"].astype("str").tolist(), *map(str, deleted)]
-        if len(records)
-        else [*map(str, deleted)]
-    )
-    if module in ("Contacts", "Leads"):
-        queue_changes(tx, PERSON_CHANGES, module, changed)
-        return
+    after the change. A record read again with the Modified_Time already stored (Zoho's cursor
+    is inclusive, so its last second is read again) has not changed and is not queued."""
     reference = CONTACT_REFERENCES.get(module)
-    if reference is None:
+    if module not in ("Contacts", "Leads") and reference is None:
         return
-    before = tx.read_rows(table, "id", changed, columns=["id", reference]) if changed else None
-    contacts = [] if before is None or reference not in before else before[reference].tolist()
+    ids = [*map(str, records["id"])] if len(records) else []
+    columns = ["id", "Modified_Time"] + ([reference] if reference else [])
+    before = tx.read_rows(table, "id", [*ids, *map(str, deleted)], columns=columns)
+    if len(records):
+        stored = pd.to_datetime(before.set_index("id")["Modified_Time"], utc=True)
+        modified = pd.to_datetime(records["Modified_Time"], utc=True)
+        # An edit in the same second as the stored one leaves Modified_Time equal: recent
+        # records are queued whatever their time says.
+        recent = modified >= pd.Timestamp.now(tz="UTC") - SAME_SECOND_GUARD
+        unchanged = (records["id"].astype("str").map(stored) == modified) & ~recent
+        records = records[~unchanged.fillna(False).to_numpy(dtype=bool)]
+        before = before[before["id"].isin([*records["id"].astype("str"), *map(str, deleted)])]
+    if module in ("Contacts", "Leads"):
+        queue_changes(tx, PERSON_CHANGES, module, [*records["id"].astype("str"), *deleted])
+        return
+    contacts = before[reference].tolist() if reference in before else []
     if reference in records.columns:
         contacts += records[reference].tolist()
     queue_changes(tx, PERSON_CHANGES, "Contacts", contacts)
