@@ -207,16 +207,30 @@ def _incremental(
     read = zoho.read_records(module, fields, modified_since=cursor)
     deleted_since = read_cursor(warehouse, module, kind="deleted") or cursor
     deleted = zoho.read_deleted(module, since=deleted_since)
+    gone = _not_restored(deleted, read.records)
     with warehouse.transaction() as tx:
         _queue_for_derivation(tx, module, table, read.records, deleted["id"].tolist())
         tx.upsert(table, read.records, key=["id"])
-        removed = tx.delete_keys(table, "id", deleted["id"].tolist())
-        _record_deletions(tx, module, deleted[["id", "deleted_time"]])
+        removed = tx.delete_keys(table, "id", gone["id"].tolist())
+        # A record read now is live in Zoho, whatever an earlier run saw deleted.
+        if len(read.records):
+            tx.delete_keys(DELETED_RECORDS, "id", read.records["id"].tolist())
+        _record_deletions(tx, module, gone[["id", "deleted_time"]])
         if read.cursor is not None:
             write_cursor(tx, module, read.cursor)
         if len(deleted):
             write_cursor(tx, module, _max_time(deleted["deleted_time"]), kind="deleted")
     return {"records read": len(read.records), "records deleted": removed}
+
+
+def _not_restored(deleted: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """The deletions still in force: a record restored from the recycle bin, or re-created with
+    its id, after it was deleted comes back in `records` modified after its deletion time."""
+    if deleted.empty or records.empty:
+        return deleted
+    modified = pd.to_datetime(records.set_index("id")["Modified_Time"], utc=True)
+    came_back = deleted["id"].map(modified) >= pd.to_datetime(deleted["deleted_time"], utc=True)
+    return deleted[~came_back.fillna(False).astype(bool)]
 
 
 def _queue_for_derivation(

@@ -254,7 +254,7 @@ def _windows(
             for page, more in pages:
                 yield page
                 read_in_window += len(page)
-                last_seen = _latest(page, last_seen)
+                last_seen = _latest(page, last_seen, module)
                 if more and read_in_window >= page_token_cap:
                     restart = True
                     break
@@ -357,11 +357,19 @@ def _requested_columns(
     return frame
 
 
-def _latest(page: list[dict[str, Any]], current: datetime | None) -> datetime | None:
+def _latest(page: list[dict[str, Any]], current: datetime | None, module: str) -> datetime | None:
     for record in page:
         value = record.get(MODIFIED_TIME)
         if value:
-            moment = _parse_time(value)
+            try:
+                moment = _parse_time(value)
+            except (TypeError, ValueError):
+                # The value itself is not repeated: it is whatever the API sent.
+                raise ZohoError(
+                    f"Zoho sent {module} record {record.get('id')} with a Modified_Time that is "
+                    "not an ISO 8601 datetime; the read cursor cannot pass it, so nothing of "
+                    "this read was stored. Correct the record in Zoho and run again."
+                ) from None
             if current is None or moment > current:
                 current = moment
     return current

@@ -810,6 +810,26 @@ def test_an_armed_token_expiry_lands_on_the_chosen_call(zoho: Zoho) -> None:
     assert second.json()["code"] == "INVALID_TOKEN"
 
 
+def test_served_values_replace_a_records_fields_with_any_json(zoho: Zoho) -> None:
+    first = zoho.get("/crm/v8/Contacts", params={"fields": "Email,Mobile"}).json()["data"][0]
+    hostile = {"Email": 42, "Mobile": ["not", "a", "phone"]}
+    zoho.admin("POST", "/faults", json={"serve_values": {first["id"]: hostile}})
+
+    again = zoho.get("/crm/v8/Contacts", params={"fields": "Email,Mobile"}).json()["data"][0]
+
+    assert again == {**first, **hostile}
+
+
+def test_duplicate_in_pages_repeats_a_record_within_the_next_page(zoho: Zoho) -> None:
+    zoho.admin("POST", "/faults", json={"duplicate_in_pages": 1})
+    params = {"fields": "Email", "per_page": 5}
+
+    doubled = zoho.get("/crm/v8/Contacts", params=params).json()["data"]
+    plain = zoho.get("/crm/v8/Contacts", params=params).json()["data"]
+
+    assert [record["id"] for record in doubled] == [r["id"] for r in plain] + [plain[0]["id"]]
+
+
 def test_injected_slow_responses_take_that_long(zoho: Zoho) -> None:
     zoho.admin("POST", "/faults", json={"slow_responses": 1, "slow_seconds": 0.4})
 

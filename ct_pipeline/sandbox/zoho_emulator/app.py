@@ -373,7 +373,10 @@ class ZohoEmulator:
                 delay += self.faults.slow_seconds
             if delay:
                 await asyncio.sleep(delay)
-            return await run_in_threadpool(self._locked, handler, request, body)
+            reply = await run_in_threadpool(self._locked, handler, request, body)
+            for fault in self.faults.tamper(reply.body):
+                self.stats.faults_served[fault] += 1
+            return reply
         finally:
             self.gate.leave(heavy)
 

@@ -111,6 +111,8 @@ FAULT_KEYS = (
     "expire_access_tokens",
     "expire_page_tokens",
     "after_calls",
+    "serve_values",
+    "duplicate_in_pages",
 )
 SERVER_ERROR_STATUSES = (500, 502, 503, 504)
 
@@ -122,6 +124,11 @@ class Faults:
     A request with `after_calls: N` is armed instead: N more CRM calls are answered normally and
     the (N+1)th is the first to meet it, so a test can land a fault in the middle of a read
     without racing it.
+
+    Two faults change what is served rather than how: `serve_values` ({record id: {field:
+    value}}) replaces those fields of that record in every answer that carries it, with any JSON
+    value, even one Zoho would never store (a number for a text field, a megabyte of text);
+    `duplicate_in_pages: N` repeats the first record of each of the next N pages at its end.
     """
 
     too_many_requests: int = 0
@@ -130,6 +137,8 @@ class Faults:
     slow_responses: int = 0
     slow_seconds: float = 0.0
     armed: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    serve_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    duplicate_in_pages: int = 0
 
     def arm(self, request: dict[str, Any]) -> None:
         """Hold a faults request until `after_calls` more CRM calls have been answered."""
@@ -150,6 +159,29 @@ class Faults:
         self.slow_responses += int(request.get("slow_responses", 0))
         if "slow_seconds" in request:
             self.slow_seconds = float(request["slow_seconds"])
+        for record_id, values in (request.get("serve_values") or {}).items():
+            self.serve_values.setdefault(str(record_id), {}).update(values)
+        self.duplicate_in_pages += int(request.get("duplicate_in_pages", 0))
+
+    def tamper(self, body: Any) -> list[str]:
+        """Apply `serve_values` and `duplicate_in_pages` to an answer's `data`; names the faults
+        served."""
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list) or not data:
+            return []
+        served = []
+        for record in data:
+            values = (
+                self.serve_values.get(str(record.get("id"))) if isinstance(record, dict) else None
+            )
+            if values:
+                record.update(values)
+                served.append("serve_values")
+        if self.duplicate_in_pages:
+            self.duplicate_in_pages -= 1
+            data.append(dict(data[0]))
+            served.append("duplicate_in_pages")
+        return served
 
     def pending(self) -> dict[str, Any]:
         """What is still queued."""
@@ -159,6 +191,8 @@ class Faults:
             "server_error_status": self.server_error_status,
             "slow_responses": self.slow_responses,
             "slow_seconds": self.slow_seconds,
+            "serve_values": sorted(self.serve_values),
+            "duplicate_in_pages": self.duplicate_in_pages,
             "armed": [{"after_calls": left, **request} for left, request in self.armed],
         }
 
@@ -170,7 +204,13 @@ def validate_fault_request(request: Any) -> str | None:
     unknown = sorted(set(request) - set(FAULT_KEYS))
     if unknown:
         return f"unknown fault keys {unknown}; use any of {list(FAULT_KEYS)}"
-    for key in ("too_many_requests", "server_errors", "slow_responses", "after_calls"):
+    for key in (
+        "too_many_requests",
+        "server_errors",
+        "slow_responses",
+        "after_calls",
+        "duplicate_in_pages",
+    ):
         value = request.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"{key} must be a whole number of calls, 0 or more"
@@ -184,6 +224,11 @@ def validate_fault_request(request: Any) -> str | None:
     for key in ("expire_access_tokens", "expire_page_tokens"):
         if key in request and not isinstance(request[key], bool):
             return f"{key} must be true or false"
+    overrides = request.get("serve_values", {})
+    if not isinstance(overrides, dict) or not all(
+        isinstance(values, dict) for values in overrides.values()
+    ):
+        return 'serve_values must map record ids to {field: value}, e.g. {"123": {"Email": 5}}'
     return None
 
 
