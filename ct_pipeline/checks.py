@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
+from ct_pipeline.assets import incremental
 from ct_pipeline.assets.clevertap import (
     PROFILE_BATCHES,
     clevertap_event_batches,
@@ -14,9 +15,11 @@ from ct_pipeline.assets.identity import (
     IDENTITIES_TABLE,
     MEMBERS_TABLE,
     PUSH,
+    SCOPE_TABLE,
     contact_identities,
     duplicate_profiles,
 )
+from ct_pipeline.assets.segments import CHANGES_TABLE as PROFILE_CHANGES_TABLE
 from ct_pipeline.assets.segments import TABLE as PROFILE_TABLE
 from ct_pipeline.assets.segments import profile_attributes
 from ct_pipeline.assets.zoho import TABLES, zoho_contacts
@@ -87,10 +90,19 @@ def identity_coverage(
         "merge them, and its merges cannot be undone."
     ),
 )
-def no_identity_claimed_twice(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    members = warehouse.read_table(
-        MEMBERS_TABLE, columns=["group_id", "canonical_identity", "status"]
-    )
+def no_identity_claimed_twice(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    columns = ["group_id", "canonical_identity", "status"]
+    if incremental.derives_everything(context, warehouse):
+        members = warehouse.read_table(MEMBERS_TABLE, columns=columns)
+    else:
+        # Everyone claiming an identity a record of this run claims.
+        scope = incremental.keys_of(warehouse.read_table(SCOPE_TABLE))
+        claimed = incremental.rows_for_keys(warehouse, MEMBERS_TABLE, scope)
+        members = warehouse.read_rows(
+            MEMBERS_TABLE, "canonical_identity", claimed["canonical_identity"].dropna(), columns
+        )
     pushed = members[members["status"] == PUSH].drop_duplicates(["group_id"])
     claimed_twice = int(pushed["canonical_identity"].duplicated().sum())
     return dg.AssetCheckResult(passed=claimed_twice == 0, metadata={"claimed twice": claimed_twice})
@@ -118,8 +130,15 @@ PROFILE_SCHEMA = pa.DataFrameSchema(
         "email, as its kind says, and appears once; Phone and Email are well formed."
     ),
 )
-def profile_identities_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    profiles = warehouse.read_table(PROFILE_TABLE)
+def profile_identities_valid(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    if incremental.derives_everything(context, warehouse):
+        profiles = warehouse.read_table(PROFILE_TABLE)
+    else:
+        # Only the rows this run rewrote; the others passed when they were written.
+        rewritten = warehouse.read_table(PROFILE_CHANGES_TABLE, columns=["identity"])
+        profiles = warehouse.read_rows(PROFILE_TABLE, "identity", rewritten["identity"])
     if profiles.empty:
         return dg.AssetCheckResult(passed=True, metadata={"profiles": 0})
     errors = 0
