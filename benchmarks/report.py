@@ -38,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
-    results = _load()
+    results = _results()
     args.output.write_text(render(results))
     print(f"wrote {args.output}")
 
@@ -74,18 +74,17 @@ def render(results: dict[str, dict[int, dict[str, Any]]]) -> str:
         "| records uploaded | naive: wall s / requests | requests ratio | load |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for size, result in sorted(results.get("full_sync", {}).items()):
-        median, run = result["median"], result["runs"][0]
+    for size, (median, run, source) in sorted(_full_syncs(results).items()):
         baseline = naive.get(size, {}).get("nightly", {})
         lines.append(
-            f"| {size:,} | {_n(median['wall_seconds'])} | {_n(median['peak_rss_mb'])} "
+            f"| {size:,}{source} | {_n(median['wall_seconds'])} | {_n(median['peak_rss_mb'])} "
             f"| {_n(median['zoho_calls'])} / {_n(median['zoho_credits'])} "
             f"| {_n(median['clevertap_requests'])} | {_n(median['clevertap_records'])} "
             f"| {_n(baseline.get('wall_seconds'))} / {_n(baseline.get('clevertap_requests'))} "
             f"| {_ratio(baseline.get('clevertap_requests'), median['clevertap_requests'])} "
             f"| {_load(run)} |"
         )
-    lines += _slowest_steps(results.get("full_sync", {}))
+    lines += _slowest_steps(results)
     lines += [
         "",
         "## Nightly rerun (second `nightly_full_sync` after 1% of Contacts and Deals changed)",
@@ -112,7 +111,7 @@ def render(results: dict[str, dict[int, dict[str, Any]]]) -> str:
         "## Incremental (`incremental_sync` after one Contact was edited)",
         "",
         "| contacts | wall s | records derived | Zoho calls | CleverTap requests "
-        "| naive: requests per save / s per save | load |",
+        "| naive: requests per save / ms per save | load |",
         "|---:|---:|---:|---:|---:|---:|---|",
     ]
     incremental = results.get("incremental", {})
@@ -125,19 +124,47 @@ def render(results: dict[str, dict[int, dict[str, Any]]]) -> str:
         lines.append(
             f"| {size:,} | {_n(median['wall_seconds'])} | {_n(median['records_derived'])} "
             f"| {_n(median['zoho_calls'])} | {_n(median['clevertap_requests'])} "
-            f"| {_n(per_save)} / {_n(baseline.get('seconds_per_save'))} | {_load(run)} |"
+            f"| {_n(per_save)} / {_n(_milliseconds(baseline.get('seconds_per_save')))} "
+            f"| {_load(run)} |"
         )
     lines += _steps_by_size(incremental)
     lines += _identity(results.get("identity", {}))
     return "\n".join(lines) + "\n"
 
 
-def _slowest_steps(full_sync: dict[int, dict[str, Any]]) -> list[str]:
-    if not full_sync:
+def _full_syncs(
+    results: dict[str, dict[int, dict[str, Any]]],
+) -> dict[int, tuple[dict[str, Any], dict[str, Any], str]]:
+    """Full-sync figures by size: the full_sync benchmark's, else the first run of
+    nightly_rerun at that size (the same job on the same empty warehouse), marked with *."""
+    found = {}
+    for size, result in results.get("nightly_rerun", {}).items():
+        first = result["runs"][0]["first_run"]
+        median = {
+            "wall_seconds": first["wall_seconds"],
+            "peak_rss_mb": first["peak_rss_mb"],
+            "zoho_calls": first["zoho"]["calls"],
+            "zoho_credits": first["zoho"]["credits"],
+            "clevertap_requests": first["clevertap"]["requests"],
+            "clevertap_records": first["clevertap"]["records_received"],
+            "steps": first["steps"],
+        }
+        found[size] = (median, result["runs"][0], " *")
+    for size, result in results.get("full_sync", {}).items():
+        found[size] = (result["median"], result["runs"][0], "")
+    return found
+
+
+def _slowest_steps(results: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    full_syncs = _full_syncs(results)
+    if not full_syncs:
         return []
-    size = max(full_sync)
-    steps = list(full_sync[size]["median"]["steps"].items())[:8]
+    size = max(full_syncs)
+    steps = list(full_syncs[size][0]["steps"].items())[:8]
     return [
+        "",
+        "Rows marked * are the first run of `nightly_rerun` at that size (the same job on an "
+        "empty warehouse; its load figure is the rerun's).",
         "",
         f"Slowest steps at {size:,} contacts (s): "
         + ", ".join(f"{name} {seconds:.1f}" for name, seconds in steps)
@@ -183,7 +210,7 @@ def _identity(identity: dict[int, dict[str, Any]]) -> list[str]:
         f"| ratio | {_n(phones.get('speed_ratio'))} |",
         f"| answers differing from the library | {_n(phones.get('e164_mismatches_with_loop'))} |",
         f"| duplicate grouping, s | {_n(groups.get('s'))} |",
-        f"| load average | {result.get('machine', {}).get('load_average', '')} |",
+        f"| load average | {_n(result.get('machine', {}).get('load_average_1m'))} |",
     ]
 
 
@@ -205,6 +232,10 @@ def _load(run: dict[str, Any]) -> str:
     before = run.get("load_average_before") or [None]
     after = run.get("load_average_after") or [None]
     return f"{_n(before[0])} -> {_n(after[0])}"
+
+
+def _milliseconds(seconds: Any) -> float | None:
+    return seconds * 1000 if isinstance(seconds, int | float) else None
 
 
 def _ratio(naive: Any, ours: Any) -> str:
@@ -229,7 +260,7 @@ def _load_file(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _load() -> dict[str, dict[int, dict[str, Any]]]:
+def _results() -> dict[str, dict[int, dict[str, Any]]]:
     """Results by benchmark and size; the SQLite warehouse's when both were measured."""
     found: dict[str, dict[int, dict[str, Any]]] = {}
     for path in sorted(RESULTS.glob("*.json")):
