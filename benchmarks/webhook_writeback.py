@@ -31,13 +31,11 @@ import sqlalchemy as sa
 
 from ct_pipeline.assets.writeback import WRITEBACK_ASSETS, WRITEBACK_JOBS
 from ct_pipeline.config import SyncConfigResource
-from ct_pipeline.sandbox import credentials
 from ct_pipeline.sandbox.launch import start_sandbox
 from ct_pipeline.sandbox.server import serving
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.warehouse.resource import dispose_engine
 from ct_pipeline.webhooks import WEBHOOK_PATH, create_webhook_app
-from ct_pipeline.zoho import ZohoCRMResource
 
 RESULTS = Path(__file__).parent / "results" / "webhook_writeback.json"
 TOKEN = "benchmark-webhook-secret-0123456789"
@@ -115,13 +113,7 @@ def writeback_run(warehouse: WarehouseResource, events: int) -> dict[str, Any]:
     """Receive `events` events for distinct Contacts, then time one crm_writeback run."""
     sandbox = start_sandbox(contacts=events * 2, seed=1, clevertap_port=None)
     try:
-        zoho = ZohoCRMResource(
-            client_id=credentials.SANDBOX_ZOHO_CLIENT_ID,
-            client_secret=credentials.SANDBOX_ZOHO_CLIENT_SECRET,
-            refresh_token=credentials.SANDBOX_ZOHO_REFRESH_TOKEN,
-            accounts_url=sandbox.zoho.url,
-            api_domain=sandbox.zoho.url,
-        )
+        zoho = sandbox.zoho_resource()
         contact_ids = zoho.read_records("Contacts", ["Last_Name"]).records["id"].tolist()
         profiles = [
             {

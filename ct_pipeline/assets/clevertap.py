@@ -249,7 +249,9 @@ def clevertap_profile_batches(
         )
         pushed = accepted.set_index("identity")["payload_hash"]
     # Two people reconciled onto one CleverTap profile would be merged there: hold both.
-    uploaded = profiles["identity"].map(upload_as).fillna(profiles["identity"])
+    uploaded = profiles["identity"]
+    if len(upload_as):
+        uploaded = uploaded.map(upload_as).fillna(uploaded)
     held |= set(profiles.loc[uploaded.duplicated(keep=False), "identity"])
     profiles = profiles[~profiles["identity"].isin(held)].reset_index(drop=True)
     batches = changed_profile_records(profiles, pushed, config, upload_as)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ct_pipeline.sandbox import credentials
 from ct_pipeline.sandbox.server import RunningServer, start_in_thread
 from ct_pipeline.sandbox.synthetic import SyntheticCrm
+
+if TYPE_CHECKING:
+    from ct_pipeline.zoho import ZohoCRMResource
 
 
 @dataclass
@@ -34,6 +38,20 @@ class RunningSandbox:
                 "CLEVERTAP_API_URL": self.clevertap.url,
             }
         return variables
+
+    def zoho_resource(self) -> ZohoCRMResource:
+        """A Zoho client resource signed in to this Zoho emulator with the sandbox's self-client."""
+        from ct_pipeline.zoho import ZohoCRMResource
+
+        if self.zoho is None:
+            raise RuntimeError("this sandbox was started without the Zoho emulator")
+        return ZohoCRMResource(
+            client_id=credentials.SANDBOX_ZOHO_CLIENT_ID,
+            client_secret=credentials.SANDBOX_ZOHO_CLIENT_SECRET,
+            refresh_token=credentials.SANDBOX_ZOHO_REFRESH_TOKEN,
+            accounts_url=self.zoho.url,
+            api_domain=self.zoho.url,
+        )
 
     def stop(self) -> None:
         """Stop every emulator that was started."""

@@ -388,8 +388,9 @@ def _latest_written(warehouse: WarehouseResource) -> pd.DataFrame:
 
 
 def _moment(events: pd.DataFrame) -> pd.Series:
-    event_time = pd.to_datetime(events["event_time"], utc=True)
-    return event_time.fillna(pd.to_datetime(events["received_at"], utc=True))
+    # One unit for both, or pandas refuses one as the other's fill value.
+    event_time = pd.to_datetime(events["event_time"], utc=True).dt.as_unit("us")
+    return event_time.fillna(pd.to_datetime(events["received_at"], utc=True).dt.as_unit("us"))
 
 
 def _log_rows(

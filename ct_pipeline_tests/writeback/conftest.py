@@ -166,13 +166,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 @pytest.fixture(scope="module")
 def pool(sandbox: RunningSandbox) -> ContactPool:
     """The emulator's Contacts with a unique valid mobile, to hand out to tests."""
-    zoho = ZohoCRMResource(
-        client_id=credentials.SANDBOX_ZOHO_CLIENT_ID,
-        client_secret=credentials.SANDBOX_ZOHO_CLIENT_SECRET,
-        refresh_token=credentials.SANDBOX_ZOHO_REFRESH_TOKEN,
-        accounts_url=sandbox.zoho.url,
-        api_domain=sandbox.zoho.url,
-    )
+    zoho = sandbox.zoho_resource()
     contacts = zoho.read_records("Contacts", ["Mobile", "Email"]).records
     mobiles = normalize_phones(contacts["Mobile"], "IN", mobile_field=True)
     emails = normalize_emails(contacts["Email"])["email"]
