@@ -551,6 +551,15 @@ def test_current_user_is_the_first_crm_user(zoho: Zoho, crm: SyntheticCrm) -> No
     assert [user["id"] for user in users] == [crm.users["id"].iloc[0]]
 
 
+def test_org_carries_the_zgid_and_primary_zuid_of_zohos_samples(zoho: Zoho) -> None:
+    # Zoho's official SDKs sign a token in as `<current user email>:<org zgid>`.
+    (org,) = zoho.get("/crm/v8/org").json()["org"]
+
+    assert org["zgid"].isdigit()
+    assert org["primary_zuid"].isdigit()
+    assert org["zgid"] != org["primary_zuid"]
+
+
 # Updates ----------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,9 @@ JSON_TYPES = {
     "ownerlookup": "jsonobject",
 }
 FIELD_LENGTHS = {"email": 100, "phone": 30, "date": 20, "datetime": 120}
+# The sandbox org's Zoho group id and its primary user's Zoho user id (fixed, like Zoho's).
+ORG_ZGID = "60042101"
+ORG_PRIMARY_ZUID = "60042100"
 SINGULAR_LABELS = {"Contacts": "Contact", "Leads": "Lead", "Deals": "Deal", "Cases": "Case"}
 # Accounts are only lookup targets here; SDKs read their field list to parse `Account_Name`.
 ACCOUNT_FIELDS = (
@@ -114,10 +117,17 @@ def users_reply(store: CrmStore, kind: str | None) -> Reply:
 
 
 def org_reply(store: CrmStore) -> Reply:
-    """`GET /crm/{v}/org`: the sandbox organisation (Enterprise edition, INR)."""
+    """`GET /crm/{v}/org`: the sandbox organisation (Enterprise edition, INR).
+
+    Zoho's sample responses carry `zgid` (the org's Zoho group id) and `primary_zuid` (its
+    primary user's Zoho user id) as numeric strings; the official SDKs sign a token in as
+    `<current user email>:<zgid>`, so an org without `zgid` leaves their tokens unsigned.
+    """
     user = store.current_user
     org = {
         "id": _stable_id("org", 0),
+        "zgid": ORG_ZGID,
+        "primary_zuid": ORG_PRIMARY_ZUID,
         "company_name": "ct_pipeline sandbox",
         "primary_email": user["email"],
         "time_zone": time_zone_name(store),
