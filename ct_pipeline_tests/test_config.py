@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from ct_pipeline.config import SyncConfigError, load_sync_config, parse_sync_config
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from ct_pipeline.config import SyncConfig, SyncConfigError, load_sync_config, parse_sync_config
+
+
+def every_setting(model: type[BaseModel] = SyncConfig, prefix: tuple[str, ...] = ()):
+    """The dotted path of every key a configuration file can set, nested list items included."""
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        annotation = field.annotation
+        item = getattr(annotation, "__args__", (None,))[0]
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from every_setting(annotation, path)
+        elif isinstance(item, type) and issubclass(item, BaseModel):
+            yield path
+            yield from every_setting(item, (*path, "0"))
+        else:
+            yield path
+
+
+def document_setting(path: tuple[str, ...], value: object) -> dict:
+    """A configuration document that sets `path` (list positions as digits) to `value`."""
+    head, *rest = path
+    if not rest:
+        return {head: value}
+    if rest[0].isdigit():
+        return {head: [document_setting(tuple(rest[1:]), value)]}
+    return {head: document_setting(tuple(rest), value)}
 
 
 def test_the_packaged_example_is_valid_and_uses_the_documented_defaults():
@@ -55,6 +84,35 @@ def test_an_empty_file_means_every_default():
 def test_an_invalid_setting_fails_at_load_naming_the_key(text: str, named: str):
     with pytest.raises(SyncConfigError, match=named.replace(".", r"\.")):
         parse_sync_config(text)
+
+
+SETTINGS = [".".join(path) for path in every_setting()]
+
+
+def test_every_setting_is_found_in_the_model():
+    assert len(SETTINGS) >= 35
+    assert {"clevertap.batch_size", "profile.mappings.0.type", "writeback.events.0.value"} <= set(
+        SETTINGS
+    )
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_every_setting_given_a_value_of_the_wrong_shape_fails_naming_it(setting: str):
+    # No setting takes a mapping of unknown keys: scalars, lists and sections all refuse it.
+    document = document_setting(tuple(setting.split(".")), {"not": {"a": "setting"}})
+
+    with pytest.raises(SyncConfigError, match=re.escape(setting) + r"(\.|:)"):
+        parse_sync_config(yaml.safe_dump(document))
+
+
+@pytest.mark.parametrize(
+    "section", sorted({setting.rsplit(".", 1)[0] for setting in SETTINGS if "." in setting})
+)
+def test_a_misspelt_key_in_every_section_fails_naming_it(section: str):
+    document = document_setting((*section.split("."), "colour"), "blue")
+
+    with pytest.raises(SyncConfigError, match=re.escape(f"{section}.colour: is not")):
+        parse_sync_config(yaml.safe_dump(document))
 
 
 def test_a_literal_error_lists_the_allowed_values():
