@@ -1,6 +1,6 @@
 """Raw Zoho CRM records, one table per module, kept in step incrementally or by full refresh."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -85,6 +85,9 @@ TABLES = {module: f"zoho_{module.lower()}" for module in MODULE_FIELDS}
 # count, latest open stage, escalation flag). Indexed so an incremental run finds them by Contact.
 CONTACT_REFERENCES = {"Deals": "Contact_Name_id", "Cases": "Related_To_id"}
 SAME_SECOND_GUARD = pd.Timedelta(minutes=5)
+# Modified_Time has one-second resolution, and If-Modified-Since includes its own second.
+ONE_SECOND = timedelta(seconds=1)
+SETTLED_KEY = "zoho.{module}.cursor_settled"
 
 
 def requested_fields(module: str, mapped_fields: list[str]) -> list[str]:
@@ -146,7 +149,7 @@ def _module_asset(module: str) -> dg.AssetsDefinition:
         if full:
             summary = _full_refresh(context, zoho, warehouse, module, table, fields, started)
         else:
-            summary = _incremental(zoho, warehouse, module, table, fields, cursor)
+            summary = _incremental(zoho, warehouse, module, table, fields, cursor, started)
         context.log.info(
             f"{module}: {summary['records read']} read, {summary['records deleted']} deleted "
             f"({'full refresh' if full else 'incremental'})"
@@ -191,6 +194,7 @@ def _full_refresh(
         request_full_derivation(tx)
         _record_deletions(tx, module, pd.DataFrame({"id": vanished, "deleted_time": started}))
         write_cursor(tx, module, cursor)
+        _write_settled(tx, module, settled(cursor, started))
         write_cursor(tx, module, started, kind="deleted")
     context.log.debug(f"{module}: cursor now {cursor.isoformat()}")
     return {"records read": len(records), "records deleted": len(vanished)}
@@ -203,8 +207,14 @@ def _incremental(
     table: str,
     fields: list[str],
     cursor: datetime,
+    started: datetime,
 ) -> dict[str, int]:
-    read = zoho.read_records(module, fields, modified_since=cursor)
+    # A settled cursor second was read whole; reading it again would make every run re-read
+    # whatever one mass update stamped with that second, in a module nobody has touched since.
+    was_settled = warehouse.get_state(SETTLED_KEY.format(module=module)) == "true"
+    since = cursor + ONE_SECOND if was_settled else cursor
+    read = zoho.read_records(module, fields, modified_since=since)
+    new_cursor = read.cursor if len(read.records) and read.cursor is not None else cursor
     deleted_since = read_cursor(warehouse, module, kind="deleted") or cursor
     deleted = zoho.read_deleted(module, since=deleted_since)
     gone = _not_restored(deleted, read.records)
@@ -216,11 +226,25 @@ def _incremental(
         if len(read.records):
             tx.delete_keys(DELETED_RECORDS, "id", read.records["id"].tolist())
         _record_deletions(tx, module, gone[["id", "deleted_time"]])
-        if read.cursor is not None:
-            write_cursor(tx, module, read.cursor)
+        write_cursor(tx, module, new_cursor)
+        _write_settled(
+            tx, module, settled(new_cursor, started) or (was_settled and not len(read.records))
+        )
         if len(deleted):
             write_cursor(tx, module, _max_time(deleted["deleted_time"]), kind="deleted")
     return {"records read": len(read.records), "records deleted": removed}
+
+
+def settled(cursor: datetime, read_started: datetime) -> bool:
+    """Whether a read that started at `read_started` saw every record Zoho will ever stamp with
+    the cursor's second: Zoho stamps Modified_Time with the moment of the edit, so a second
+    further back than SAME_SECOND_GUARD (which also absorbs clock skew and indexing lag)
+    receives no new record. The next incremental read may then start after it."""
+    return pd.Timestamp(cursor) < pd.Timestamp(read_started) - SAME_SECOND_GUARD
+
+
+def _write_settled(tx: WarehouseTransaction, module: str, value: bool) -> None:
+    tx.set_state(SETTLED_KEY.format(module=module), "true" if value else "false")
 
 
 def _not_restored(deleted: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
@@ -252,7 +276,10 @@ def _queue_for_derivation(
         # An edit in the same second as the stored one leaves Modified_Time equal: recent
         # records are queued whatever their time says.
         recent = modified >= pd.Timestamp.now(tz="UTC") - SAME_SECOND_GUARD
-        unchanged = (records["id"].astype("str").map(stored) == modified) & ~recent
+        # Reindexed, not mapped: a read of only new records finds no stored row at all.
+        previous = stored.reindex(records["id"].astype("str").to_numpy())
+        previous.index = records.index
+        unchanged = (previous == modified) & ~recent
         records = records[~unchanged.fillna(False).to_numpy(dtype=bool)]
         before = before[before["id"].isin([*records["id"].astype("str"), *map(str, deleted)])]
     if module in ("Contacts", "Leads"):
