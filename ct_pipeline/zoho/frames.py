@@ -322,6 +322,10 @@ def _typed(values: Sequence[Any], kind: str) -> pd.Series:
 
 def _datetimes(values: Sequence[Any] | pd.Series) -> pd.Series:
     series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    if series.dtype == object:
+        # Zoho sends datetimes as ISO strings; a number in their place is not a moment (pandas
+        # would soon read it as an epoch), so it becomes missing like any unreadable value.
+        series = series.where(series.map(lambda value: isinstance(value, str)).astype(bool))
     return pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce").astype(
         "datetime64[us, UTC]"
     )
