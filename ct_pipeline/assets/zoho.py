@@ -88,6 +88,8 @@ SAME_SECOND_GUARD = pd.Timedelta(minutes=5)
 # Modified_Time has one-second resolution, and If-Modified-Since includes its own second.
 ONE_SECOND = timedelta(seconds=1)
 SETTLED_KEY = "zoho.{module}.cursor_settled"
+# Set once Zoho was seen returning a record stamped with the If-Modified-Since second itself.
+INCLUSIVE_KEY = "zoho.if_modified_since_includes_its_second"
 
 
 def requested_fields(module: str, mapped_fields: list[str]) -> list[str]:
@@ -213,7 +215,8 @@ def _incremental(
     # whatever one mass update stamped with that second, in a module nobody has touched since.
     was_settled = warehouse.get_state(SETTLED_KEY.format(module=module)) == "true"
     since = cursor + ONE_SECOND if was_settled else cursor
-    read = zoho.read_records(module, fields, modified_since=since)
+    inclusive = warehouse.get_state(INCLUSIVE_KEY) == "true"
+    read = zoho.read_records(module, fields, modified_since=since, inclusive_since=inclusive)
     new_cursor = read.cursor if len(read.records) and read.cursor is not None else cursor
     deleted_since = read_cursor(warehouse, module, kind="deleted") or cursor
     deleted = zoho.read_deleted(module, since=deleted_since)
@@ -227,6 +230,8 @@ def _incremental(
             tx.delete_keys(DELETED_RECORDS, "id", read.records["id"].tolist())
         _record_deletions(tx, module, gone[["id", "deleted_time"]])
         write_cursor(tx, module, new_cursor)
+        if read.server_inclusive and not inclusive:
+            tx.set_state(INCLUSIVE_KEY, "true")
         _write_settled(
             tx, module, settled(new_cursor, started) or (was_settled and not len(read.records))
         )

@@ -70,6 +70,9 @@ class ZohoRead:
 
     records: pd.DataFrame
     cursor: datetime | None
+    # True when Zoho returned a record stamped with the If-Modified-Since second itself: its
+    # filter includes that second. Zoho documents "modified after"; this is what it did.
+    server_inclusive: bool = False
 
 
 def read_records(
@@ -82,10 +85,15 @@ def read_records(
     page_token_cap: int = PAGE_TOKEN_CAP,
     max_workers: int = 1,
     give_up_after: int | None = None,
+    inclusive_since: bool = False,
 ) -> ZohoRead:
     """Records of `module` modified at or after `modified_since` (all records when None).
 
-    With `give_up_after`, raises `ModuleTooLarge` as soon as more records than that were read.
+    Zoho documents If-Modified-Since as "modified after", so the header names the second
+    before `modified_since`; with `inclusive_since` (Zoho was seen to include the header's own
+    second, `ZohoRead.server_inclusive`) it names `modified_since` itself and reads no second
+    twice. With `give_up_after`, raises `ModuleTooLarge` as soon as more records than that
+    were read.
     """
     wanted = requested_fields(fields)
     if not wanted:
@@ -93,8 +101,14 @@ def read_records(
     chain_fields = field_groups(wanted)
     since = _floor_second(modified_since) if modified_since is not None else None
 
+    header_since = None
+    if since is not None:
+        header_since = since if inclusive_since else since - TIME_RESOLUTION
+
     def read_one(group: list[str]) -> pd.DataFrame:
-        return _read_chain(session, module, group, schema, since, page_token_cap, give_up_after)
+        return _read_chain(
+            session, module, group, schema, header_since, page_token_cap, give_up_after
+        )
 
     if len(chain_fields) == 1:
         frame = read_one(chain_fields[0])
@@ -102,12 +116,18 @@ def read_records(
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(chain_fields)))) as pool:
             frame = _join_chains(list(pool.map(read_one, chain_fields)))
 
+    server_inclusive = False
     if since is not None and len(frame):
+        server_inclusive = bool((frame[MODIFIED_TIME] == pd.Timestamp(header_since)).any())
         frame = frame[frame[MODIFIED_TIME] >= pd.Timestamp(since)]
     cursor = modified_since
     if len(frame):
         cursor = frame[MODIFIED_TIME].max().to_pydatetime()
-    return ZohoRead(records=_requested_columns(frame, wanted, schema), cursor=cursor)
+    return ZohoRead(
+        records=_requested_columns(frame, wanted, schema),
+        cursor=cursor,
+        server_inclusive=server_inclusive,
+    )
 
 
 def field_groups(fields: Sequence[str]) -> list[list[str]]:
@@ -236,14 +256,15 @@ def _windows(
     since: datetime | None,
     page_token_cap: int,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Pages of records, window after window, until the module has no more."""
+    """Pages of records, window after window, until the module has no more; the first
+    window's If-Modified-Since is `since` as given."""
     params = {
         "fields": ",".join(fields),
         "per_page": PER_PAGE,
         "sort_by": MODIFIED_TIME,
         "sort_order": "asc",
     }
-    window_start = None if since is None else since - TIME_RESOLUTION
+    window_start = since
     while True:
         last_seen: datetime | None = None
         read_in_window = 0

@@ -159,10 +159,17 @@ class ZohoCRMResource(dg.ConfigurableResource):
     # ------------------------------------------------------------------------------- reads
 
     def read_records(
-        self, module: str, fields: Sequence[str], modified_since: datetime | None = None
+        self,
+        module: str,
+        fields: Sequence[str],
+        modified_since: datetime | None = None,
+        *,
+        inclusive_since: bool = False,
     ) -> ZohoRead:
         """Records of `module` modified at or after `modified_since` (all when None), and the
-        new cursor. The cursor's own second is re-read, so upsert the result by id."""
+        new cursor. The cursor's own second is re-read, so upsert the result by id.
+        `inclusive_since`: Zoho was seen to include If-Modified-Since's own second (a read's
+        `server_inclusive`), so the second before `modified_since` need not be asked for."""
         session = self._client()
         return records.read_records(
             session,
@@ -172,6 +179,7 @@ class ZohoCRMResource(dg.ConfigurableResource):
             modified_since,
             page_token_cap=self.page_token_cap,
             max_workers=self.max_concurrency,
+            inclusive_since=inclusive_since,
         )
 
     def read_deleted(self, module: str, since: datetime | None) -> pd.DataFrame:

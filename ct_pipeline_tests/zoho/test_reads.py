@@ -129,6 +129,23 @@ def test_edit_in_the_same_second_as_the_cursor_is_not_lost(sandbox, crm):
     assert again.records.set_index("id").loc[second_id, "Last_Name"] == "Later"
 
 
+def test_a_read_reports_that_zoho_included_the_if_modified_since_second(sandbox, crm):
+    zoho = sandbox.client()
+    shared_second = _latest_modified(crm) + timedelta(days=1)
+    ids = crm.contacts["id"][:3].tolist()
+    sandbox.upsert("Contacts", [{"id": i, "Modified_Time": shared_second.isoformat()} for i in ids])
+    after = shared_second + timedelta(seconds=1)
+
+    # Asked from the second after, the client names the shared second in the header.
+    hedged = zoho.read_records("Contacts", ["Last_Name"], modified_since=after)
+    exact = zoho.read_records("Contacts", ["Last_Name"], modified_since=after, inclusive_since=True)
+
+    assert hedged.server_inclusive
+    assert len(hedged.records) == len(exact.records) == 0
+    assert not exact.server_inclusive
+    assert hedged.cursor == exact.cursor == after
+
+
 def test_more_than_fifty_fields_are_read_in_groups_and_joined_by_id(start_sandbox, wide_crm):
     sandbox = start_sandbox(wide_crm)
     custom = [f"Custom_Text_{number:02d}" for number in range(1, CUSTOM_TEXT_FIELDS + 1)]
