@@ -178,7 +178,8 @@ def _run(
             for key, value in metadata.items()
             if key in _HIGHLIGHTS and value.value not in (None, "")
         ]
-        lines.append(f"  {materialization.asset_key.to_user_string()}: {', '.join(highlights)}")
+        if highlights:
+            lines.append(f"  {materialization.asset_key.to_user_string()}: {', '.join(highlights)}")
     for check in result.get_asset_check_evaluations():
         if not check.passed:
             lines.append(f"  check {check.check_name} FAILED")
@@ -205,6 +206,7 @@ _HIGHLIGHTS = {
     "rejected locally",
     "failed after retries",
     "pending events",
+    "lookups",
 }
 
 
