@@ -85,7 +85,7 @@ TABLES = {module: f"zoho_{module.lower()}" for module in MODULE_FIELDS}
 # count, latest open stage, escalation flag). Indexed so an incremental run finds them by Contact.
 CONTACT_REFERENCES = {"Deals": "Contact_Name_id", "Cases": "Related_To_id"}
 SAME_SECOND_GUARD = pd.Timedelta(minutes=5)
-# Modified_Time has one-second resolution, and If-Modified-Since includes its own second.
+# Modified_Time has one-second resolution.
 ONE_SECOND = timedelta(seconds=1)
 SETTLED_KEY = "zoho.{module}.cursor_settled"
 # Set once Zoho was seen returning a record stamped with the If-Modified-Since second itself.
