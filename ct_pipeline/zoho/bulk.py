@@ -11,7 +11,7 @@ import io
 import logging
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -38,6 +38,10 @@ FAILED = "FAILURE"
 # say, so this is an estimate. Status and download calls count as ordinary calls.
 CREDITS_PER_BULK_JOB = 50
 CREDITS_PER_BULK_CALL = 1
+# Status polls start this soon and grow by POLL_GROWTH up to the configured interval: a small
+# export is fetched within a second or two of finishing, a long one costs few status calls.
+FIRST_POLL_SECONDS = 0.5
+POLL_GROWTH = 1.5
 # The CSV names a related record's display field with a dotted header, `<lookup>.<field>`
 # (bulk-read docs: `Account_Name.Account_Name`, `Owner.last_name`).
 DISPLAY_FIELD_BY_LOOKUP = {
@@ -155,7 +159,8 @@ def _wait_for_job(
     session: ZohoSession, job_id: str, poll_interval: float, timeout: float
 ) -> Mapping[str, Any]:
     deadline = time.monotonic() + timeout
-    while True:
+    for wait in poll_waits(poll_interval):
+        time.sleep(wait)
         response = session.call(
             "GET", session.bulk_path(job_id), kind="bulk_status", credits=CREDITS_PER_BULK_CALL
         )
@@ -177,7 +182,16 @@ def _wait_for_job(
                 f"Bulk Read job {job_id} still {state!r} after {timeout:.0f}s; raise "
                 "bulk_timeout or read again later"
             )
-        time.sleep(poll_interval)
+    raise AssertionError("poll_waits never ends")
+
+
+def poll_waits(longest: float) -> Iterator[float]:
+    """Seconds to wait before each status call of a job: FIRST_POLL_SECONDS, growing by
+    POLL_GROWTH, then `longest` for ever (never more than `longest`)."""
+    wait = min(FIRST_POLL_SECONDS, longest)
+    while True:
+        yield wait
+        wait = min(wait * POLL_GROWTH, longest)
 
 
 def _download(session: ZohoSession, download_url: str) -> pd.DataFrame:

@@ -97,7 +97,12 @@ class ZohoCRMResource(dg.ConfigurableResource):
         description="read_all uses Bulk Read when the module holds more records than this.",
     )
     bulk_poll_interval: float = Field(
-        default=10.0, ge=0, description="Seconds between Bulk Read job status calls."
+        default=10.0,
+        ge=0,
+        description=(
+            "Longest wait between Bulk Read job status calls; polls start at half a second "
+            "and grow to it."
+        ),
     )
     bulk_timeout: float = Field(
         default=3600.0, gt=0, description="Seconds to wait for one Bulk Read job."

@@ -1,7 +1,10 @@
 """Bulk Read against the emulator: jobs, pages past the per-job limit, read_all's choice."""
 
+import itertools
+
 import pandas as pd
 
+from ct_pipeline.zoho.bulk import FIRST_POLL_SECONDS, poll_waits
 from ct_pipeline_tests.zoho.conftest import CONTACT_FIELDS
 
 
@@ -71,3 +74,12 @@ def test_read_all_uses_the_records_api_at_or_below_the_threshold(sandbox, crm):
 
     assert sorted(records["id"]) == sorted(crm.contacts["id"])
     assert "bulk_create" not in zoho.usage()["calls"]
+
+
+def test_status_polls_start_within_a_second_and_grow_to_the_configured_interval():
+    waits = list(itertools.islice(poll_waits(10.0), 12))
+
+    assert waits[0] == FIRST_POLL_SECONDS
+    assert waits == sorted(waits)
+    assert waits[-1] == 10.0
+    assert list(itertools.islice(poll_waits(0.05), 3)) == [0.05, 0.05, 0.05]
