@@ -49,6 +49,15 @@ GROUP_TOO_LARGE = "duplicate_group_too_large"
 IDENTITY_COLLISION = "identity_collision"
 
 PERSON_COLUMNS = ["Mobile", "Phone", "Email", "Secondary_Email"]
+# What the duplicate grouping reads of contact_identities.
+GROUPING_COLUMNS = [
+    "module",
+    "zoho_id",
+    "modified_time",
+    "deal_count",
+    "identity",
+    *incremental.LINK_COLUMNS,
+]
 
 
 @dg.asset(
@@ -143,11 +152,13 @@ def person_records(
     deal_counts = deals["Contact_Name_id"].dropna().value_counts()
     frames = []
     for module in ("Contacts", "Leads"):
+        stored = warehouse.column_names(TABLES[module])
+        columns = [c for c in ("id", "Modified_Time", *PERSON_COLUMNS) if c in stored]
         if keys is None:
-            table = warehouse.read_table(TABLES[module])
+            table = warehouse.read_table(TABLES[module], columns=columns)
         else:
             ids = [zoho_id for owner, zoho_id in keys if owner == module]
-            table = warehouse.read_rows(TABLES[module], "id", ids)
+            table = warehouse.read_rows(TABLES[module], "id", ids, columns=columns)
         if table.empty:
             continue
         frame = pd.DataFrame(
@@ -229,7 +240,7 @@ def duplicate_profiles(
 ) -> dg.MaterializeResult:
     settings = sync_config.load().identity
     if incremental.derives_everything(context, warehouse):
-        identities = warehouse.read_table(IDENTITIES_TABLE)
+        identities = warehouse.read_table(IDENTITIES_TABLE, columns=GROUPING_COLUMNS)
         members, groups = group_members(
             identities, settings.max_records_per_value, settings.max_group_size
         )

@@ -29,6 +29,18 @@ TABLE = "profile_attributes"
 CHANGES_TABLE = "profile_attribute_changes"
 # How a profile's Email and Phone come from the identity columns (first present wins).
 REACHABLE = {"Email": ("email", "secondary_email"), "Phone": ("mobile_e164", "phone_e164")}
+REACHABLE_COLUMNS = [column for columns in REACHABLE.values() for column in columns]
+# What the profiles are built from, beyond the mapped Contact fields.
+MEMBER_COLUMNS = [
+    "module",
+    "zoho_id",
+    "is_canonical",
+    "status",
+    "canonical_identity",
+    "canonical_kind",
+]
+DEAL_COLUMNS = ["id", "Contact_Name_id", "Stage", "Modified_Time"]
+CASE_COLUMNS = ["Related_To_id", "Priority", "Status"]
 
 # Attributes every profile carries besides the configured mappings.
 BUILT_IN_COLUMNS = [
@@ -119,17 +131,25 @@ def _all_profiles(
     warehouse: WarehouseResource, config: SyncConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every profile, and the deleted Contacts' flags, from whole tables."""
-    members = warehouse.read_table(MEMBERS_TABLE)
-    identities = warehouse.read_table(IDENTITIES_TABLE)
-    contacts = warehouse.read_table(TABLES["Contacts"])
-    deals = warehouse.read_table(TABLES["Deals"])
-    cases = warehouse.read_table(TABLES["Cases"])
+    members = warehouse.read_table(MEMBERS_TABLE, columns=MEMBER_COLUMNS)
+    identities = warehouse.read_table(IDENTITIES_TABLE, columns=["zoho_id", *REACHABLE_COLUMNS])
+    stored = warehouse.column_names(TABLES["Contacts"])
+    wanted = ["id", "Modified_Time", *(mapping.zoho for mapping in config.profile.mappings)]
+    contacts = warehouse.read_table(TABLES["Contacts"], columns=[c for c in wanted if c in stored])
+    deals = _read_present(warehouse, TABLES["Deals"], DEAL_COLUMNS)
+    cases = _read_present(warehouse, TABLES["Cases"], CASE_COLUMNS)
     profiles = build_profile_attributes(members, identities, contacts, deals, cases, config)
     tombstones = _deleted_contact_profiles(warehouse, config)
     # An identity still claimed by a live record keeps that record's profile.
     if len(tombstones):
         tombstones = tombstones[~tombstones["identity"].isin(profiles["identity"])]
     return profiles, tombstones
+
+
+def _read_present(warehouse: WarehouseResource, table: str, columns: list[str]) -> pd.DataFrame:
+    """`columns` of a table, those it has (a module never synced has none)."""
+    stored = warehouse.column_names(table)
+    return warehouse.read_table(table, columns=[c for c in columns if c in stored])
 
 
 def _queued_profiles(
