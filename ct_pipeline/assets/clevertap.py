@@ -7,13 +7,13 @@ once CleverTap accepted it, so a retry never sends an accepted event twice.
 """
 
 import hashlib
-import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import orjson
 import pandas as pd
 
 from ct_pipeline.assets import incremental, schemas
@@ -33,7 +33,7 @@ from ct_pipeline.assets.segments import TABLE as PROFILE_TABLE
 from ct_pipeline.assets.segments import profile_attributes
 from ct_pipeline.assets.zoho import TABLES, zoho_deals
 from ct_pipeline.clevertap import CleverTapResource, UploadItem
-from ct_pipeline.clevertap.payloads import build_event_record, build_profile_record
+from ct_pipeline.clevertap.payloads import build_event_record, build_profile_records
 from ct_pipeline.clevertap.results import BatchResult
 from ct_pipeline.config import SyncConfig, SyncConfigResource
 from ct_pipeline.crashpoints import crash_point
@@ -72,7 +72,20 @@ EVENT_KIND = "event"
 CAMPAIGN_KIND = "campaign"
 # Profile columns that are bookkeeping, not CleverTap properties.
 NOT_PROFILE_DATA = {"identity", "identity_kind", "modified_time"}
+# What a stage event is made of (`outbox_rows`), and what the stage snapshot keeps.
+EVENT_DEAL_COLUMNS = [
+    "id",
+    "Stage",
+    "Modified_Time",
+    "Contact_Name_id",
+    "Amount",
+    "Product_Category",
+    "Pipeline",
+    "Owner_name",
+]
 PREVIEW_ROWS = 10
+# Records turned from stored JSON into upload items at a time (the upload reads them lazily).
+ITEMS_PER_READ = 10_000
 
 
 @dg.asset(
@@ -104,7 +117,10 @@ def deal_stage_events(
         or len(changed_deals) > incremental.MAX_QUEUED_RECORDS
     )
     if everything:
-        deals = warehouse.read_table(TABLES["Deals"])
+        stored = warehouse.column_names(TABLES["Deals"])
+        deals = warehouse.read_table(
+            TABLES["Deals"], columns=[c for c in EVENT_DEAL_COLUMNS if c in stored]
+        )
         snapshot = read_stage_snapshot(warehouse)
     else:
         # Only the deals the Zoho asset queued: a deal not re-read cannot have moved.
@@ -290,19 +306,14 @@ def changed_profile_records(
     if profiles.empty:
         return pd.DataFrame({c: pd.Series(dtype="str") for c in columns}).astype({"batch": "int64"})
     properties = [c for c in profiles.columns if c not in NOT_PROFILE_DATA]
-    records: list[str] = []
-    hashes: list[str] = []
     uploaded = profiles["identity"]
     if upload_as is not None and len(upload_as):
         uploaded = uploaded.map(upload_as).fillna(uploaded)
-    rows = profiles[["modified_time", *properties]].itertuples(index=False)
-    for upload_identity, row in zip(uploaded, rows, strict=True):
-        profile_data = {
-            key: value for key, value in zip(properties, row[1:], strict=True) if _present(value)
-        }
-        record = build_profile_record(upload_identity, profile_data, _moment(row[0]))
-        hashes.append(_digest(_json(record["profileData"])))
-        records.append(_json(record))
+    built = build_profile_records(
+        uploaded.astype("str").tolist(), profiles[properties], profiles["modified_time"]
+    )
+    hashes = [_digest(_json(record["profileData"])) for record in built]
+    records = [_json(record) for record in built]
     frame = pd.DataFrame(
         {
             "identity": profiles["identity"].astype("str"),
@@ -339,11 +350,8 @@ def clevertap_profile_sync(
     batches = warehouse.read_table(PROFILE_BATCHES)
     dry_run = is_dry_run(context) or clevertap.dry_run
     client = clevertap.model_copy(update={"dry_run": dry_run})
-    items = [
-        UploadItem(key=row.identity, record=json.loads(row.record))
-        for row in batches.itertuples(index=False)
-    ]
-    by_identity = batches.set_index("identity")
+    items = _upload_items(batches["identity"], batches["record"])
+    by_identity = batches[["identity", "contact_id", "payload_hash"]].set_index("identity")
     outcomes: list[pd.DataFrame] = []
 
     def record_batch(result: BatchResult) -> None:
@@ -367,6 +375,18 @@ def clevertap_profile_sync(
     return dg.MaterializeResult(
         metadata=_sync_metadata(report.counts, report.requests, every, dry_run)
     )
+
+
+def _upload_items(keys: pd.Series, records: pd.Series) -> Iterator[UploadItem]:
+    """Upload items from a batches table, its JSON records parsed as the upload reads them."""
+    for start in range(0, len(keys), ITEMS_PER_READ):
+        chunk = zip(
+            keys.iloc[start : start + ITEMS_PER_READ].tolist(),
+            records.iloc[start : start + ITEMS_PER_READ].tolist(),
+            strict=True,
+        )
+        for key, record in chunk:
+            yield UploadItem(key=key, record=orjson.loads(record))
 
 
 def _record_profile_outcomes(tx: WarehouseTransaction, frame: pd.DataFrame, run_id: str) -> None:
@@ -494,7 +514,7 @@ def clevertap_event_sync(
         if not dry_run:
             with warehouse.transaction() as tx:
                 count_attempt(tx, [row.event_id])
-        properties = json.loads(row.payload)
+        properties = orjson.loads(row.payload)
         result = client.trigger_campaign(row.name, [row.identity], properties)
         requests += result.requests
         status = {"accepted": SENT, "dry_run": PENDING}.get(result.status, PENDING)
@@ -577,7 +597,7 @@ def _record_event_outcomes(tx: WarehouseTransaction, frame: pd.DataFrame, run_id
 
 def _event_record(row: Any, context: dg.AssetExecutionContext) -> dict[str, Any]:
     return build_event_record(
-        row.identity, row.name, json.loads(row.payload), _moment(row.event_time)
+        row.identity, row.name, orjson.loads(row.payload), _moment(row.event_time)
     )
 
 
@@ -657,10 +677,11 @@ def _push_identity_by_contact(
 ) -> pd.Series:
     """The identity each Contact's profile is pushed under (its duplicate group's canonical);
     with `contact_ids`, for those Contacts only."""
+    columns = ["module", "zoho_id", "status", "canonical_identity"]
     if contact_ids is None:
-        members = warehouse.read_table(MEMBERS_TABLE)
+        members = warehouse.read_table(MEMBERS_TABLE, columns=columns)
     else:
-        members = warehouse.read_rows(MEMBERS_TABLE, "zoho_id", contact_ids)
+        members = warehouse.read_rows(MEMBERS_TABLE, "zoho_id", contact_ids, columns=columns)
     if members.empty:
         return pd.Series(dtype="str")
     pushed = members[(members["status"] == PUSH) & (members["module"] == "Contacts")]
@@ -693,7 +714,13 @@ def _digest(text: str) -> str:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON with sorted keys, so equal payloads give equal text (and hashes)."""
+    return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode("utf-8")
+
+
+# NumPy numbers are written as numbers; datetimes go through `default` (str), as any other
+# value JSON has no type for.
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _moment(value: Any) -> datetime:

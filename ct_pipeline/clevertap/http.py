@@ -7,7 +7,6 @@ outcome per record instead of raising half-way through a batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -16,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import requests
 import tenacity
 from requests.adapters import HTTPAdapter
@@ -111,6 +111,12 @@ class ApiResponse:
         return f"HTTP {self.status}{detail} ({tries})"
 
 
+def encode_json(body: Any) -> bytes:
+    """A request body as compact UTF-8 JSON. Records reach here validated: no NaN or infinity
+    (which JSON cannot carry) is left in them."""
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def base_url_for(region: str, api_url: str | None = None) -> str:
     """The API base URL for a region, or `api_url` when one is given (the sandbox uses it)."""
     if api_url:
@@ -172,13 +178,16 @@ class CleverTapTransport:
         rule: RetryRule,
         *,
         json_body: Any = None,
+        payload: bytes | None = None,
         params: Mapping[str, str] | None = None,
     ) -> ApiResponse:
-        """Send one request, retrying per `rule`; never raises for HTTP or network failures."""
-        data = None
+        """Send one request, retrying per `rule`; never raises for HTTP or network failures.
+
+        The JSON body is `json_body`, or `payload` when the caller has encoded it already.
+        """
+        data = encode_json(json_body) if json_body is not None else payload
         headers = {}
-        if json_body is not None:
-            data = json.dumps(json_body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        if data is not None:
             headers["Content-Type"] = "application/json"
         slots = self._upload_slots if path == UPLOAD_PATH else self._other_slots
         attempts = 0

@@ -8,10 +8,11 @@ rules, never values: values are personal data.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from datetime import time as clock_time
 from typing import Any
@@ -125,6 +126,25 @@ def build_profile_record(
     return record
 
 
+def build_profile_records(
+    identities: Sequence[str], profile_data: pd.DataFrame, ts: pd.Series
+) -> list[dict[str, Any]]:
+    """`build_profile_record` for every row of a frame at once, column by column: row i gets
+    `identities[i]`, the present values of row i as its profileData and `ts[i]` (now where it
+    is missing). The records equal those `build_profile_record` gives row by row."""
+    keys = list(profile_data.columns)
+    columns = [_column_values(profile_data[key]) for key in keys]
+    stamps = _epoch_seconds_column(ts)
+    records = []
+    rows = zip(*columns, strict=True)
+    for identity, stamp, row in zip(identities, stamps, rows, strict=True):
+        data = {key: value for key, value in zip(keys, row, strict=True) if value is not _MISSING}
+        records.append(
+            {"type": PROFILE_TYPE, "identity": str(identity), "ts": stamp, "profileData": data}
+        )
+    return records
+
+
 def build_event_record(
     identity: str | None,
     event_name: str,
@@ -190,6 +210,11 @@ def clevertap_date(moment: datetime | date) -> str:
 
 _MISSING = object()
 _PLAIN_TYPES = frozenset({str, int, bool})
+_SCALAR_TYPES = frozenset({str, int, bool, float})
+# Standard profile keys with a rule of their own (`_profile_value_problem`).
+_STANDARD_RULE_KEYS = frozenset(
+    {"Phone", "Email", "DOB", "Age", *SUBSCRIPTION_FLAGS, *ALLOWED_STANDARD_VALUES}
+)
 
 
 def _clevertap_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
@@ -218,6 +243,49 @@ def _clevertap_value(value: Any) -> Any:
         items = (_clevertap_value(item) for item in value)
         return [item for item in items if item is not _MISSING]
     return value
+
+
+def _column_values(values: pd.Series) -> list[Any]:
+    """A column's values as `_clevertap_value` converts them, whole columns at a time for the
+    dtypes a warehouse table holds (text, numbers, booleans, timestamps)."""
+    missing = values.isna().to_numpy()
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        converted = [f"{DATE_PREFIX}{second}" for second in _whole_seconds(values)]
+    elif pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
+        converted = values.astype("object").tolist()
+    elif pd.api.types.is_float_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        converted = values.tolist()
+        if pd.api.types.is_object_dtype(dtype):
+            return [_clevertap_value(value) for value in converted]
+    else:
+        return [_clevertap_value(value) for value in values.tolist()]
+    return [_MISSING if gone else value for value, gone in zip(converted, missing, strict=True)]
+
+
+def _epoch_seconds_column(moments: pd.Series) -> list[int]:
+    """`epoch_seconds` of each timestamp; now for a missing one."""
+    now = int(time.time())
+    if not isinstance(moments.dtype, pd.DatetimeTZDtype):
+        return [now if not _present_moment(m) else epoch_seconds(m) for m in moments.tolist()]
+    missing = moments.isna().to_numpy()
+    seconds = _whole_seconds(moments)
+    return [now if gone else second for second, gone in zip(seconds, missing, strict=True)]
+
+
+def _whole_seconds(moments: pd.Series) -> list[int]:
+    """Epoch seconds of tz-aware timestamps, cut toward zero as `int(moment.timestamp())` is
+    (missing ones give a meaningless number the caller skips)."""
+    ticks = moments.array.asi8
+    per_second = _TICKS_PER_SECOND[moments.dt.unit]
+    return np.where(ticks >= 0, ticks // per_second, -(-ticks // per_second)).tolist()
+
+
+def _present_moment(moment: Any) -> bool:
+    return moment is not None and moment is not pd.NaT and moment is not pd.NA
+
+
+_TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def _aware(moment: datetime) -> datetime:
@@ -256,7 +324,7 @@ def _profile_problem(record: Mapping[str, Any]) -> str | None:
 
     custom_keys = 0
     for key, value in profile.items():
-        problem = _key_problem(key, max_bytes=KEY_MAX_BYTES)
+        problem = _profile_key_problem(key)
         if problem:
             return f"profileData {problem}"
         if key not in STANDARD_PROFILE_KEYS:
@@ -270,6 +338,8 @@ def _profile_problem(record: Mapping[str, Any]) -> str | None:
 
 
 def _profile_value_problem(key: str, value: Any) -> str | None:
+    if key not in _STANDARD_RULE_KEYS and type(value) in _SCALAR_TYPES:
+        return _scalar_problem(value)
     if key == "Phone":
         if not isinstance(value, str) or not PHONE_PATTERN.fullmatch(value):
             return "must be +<country code><number>, digits only (CleverTap code 516)"
@@ -313,7 +383,7 @@ def _event_problem(record: Mapping[str, Any], max_properties: int) -> str | None
         return f"evtData has {len(data)} properties; at most {max_properties} (CleverTap code 522)"
 
     for key, value in data.items():
-        problem = _key_problem(key, max_chars=KEY_MAX_CHARS)
+        problem = _event_key_problem(key)
         if problem:
             return f"evtData {problem}"
         if name == CHARGED_EVENT and key == CHARGED_ITEMS_KEY:
@@ -323,6 +393,17 @@ def _event_problem(record: Mapping[str, Any], max_properties: int) -> str | None
         if problem:
             return f"evtData[{key!r}] {problem}"
     return None
+
+
+# Keys repeat in every record of an upload: each is judged once.
+@functools.lru_cache(maxsize=4096)
+def _profile_key_problem(key: Any) -> str | None:
+    return _key_problem(key, max_bytes=KEY_MAX_BYTES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _event_key_problem(key: Any) -> str | None:
+    return _key_problem(key, max_chars=KEY_MAX_CHARS)
 
 
 def _key_problem(
@@ -342,6 +423,14 @@ def _key_problem(
 
 
 def _scalar_problem(value: Any) -> str | None:
+    if type(value) is str:
+        # An ASCII string's length is its size in bytes; only others need encoding to tell.
+        size = len(value) if value.isascii() else len(value.encode("utf-8"))
+        if size > VALUE_MAX_BYTES:
+            return f"is longer than {VALUE_MAX_BYTES} bytes"
+        if value.startswith(DATE_PREFIX) and not DATE_PATTERN.fullmatch(value):
+            return "starts with $D_ but is not $D_<epoch seconds>"
+        return None
     if isinstance(value, bool | int):
         return None
     if isinstance(value, float):

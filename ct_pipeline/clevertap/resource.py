@@ -8,12 +8,11 @@ Nothing here logs the passcode or a customer's phone number or email.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -33,6 +32,7 @@ from ct_pipeline.clevertap.http import (
     RetryRule,
     base_url_for,
     check_region,
+    encode_json,
 )
 from ct_pipeline.clevertap.payloads import EVENT_MAX_PROPERTIES, validate_record
 from ct_pipeline.clevertap.results import (
@@ -53,6 +53,9 @@ ENV_REGION = "CLEVERTAP_REGION"
 ENV_API_URL = "CLEVERTAP_API_URL"
 
 DEFAULT_UPLOAD_CONCURRENCY = 4
+# Batches built and queued per request slot: enough that a slot never waits for the next body,
+# few enough that an upload of any size holds a handful of batches in memory.
+BATCHES_AHEAD_PER_REQUEST_SLOT = 2
 DEFAULT_LOOKUP_CONCURRENCY = 2
 # CleverTap documents no answer for a profile lookup that finds nothing: HTTP 404, code 404, or
 # a fail body saying so in words are all taken to mean "no such profile".
@@ -145,57 +148,40 @@ class CleverTapResource(dg.ConfigurableResource):
 
     def upload(
         self,
-        items: Sequence[UploadItem],
+        items: Iterable[UploadItem],
         *,
         on_batch_done: BatchCallback | None = None,
         retry_uncertain: bool = True,
     ) -> UploadReport:
         """Upload records in batches; every item comes back with exactly one outcome.
 
-        `on_batch_done` is called in the calling thread once per finished batch (first, if any,
-        with the locally rejected records as batch None), so it may write to a database that is
-        not thread-safe. If it raises, batches not yet started are not sent and the error
-        propagates.
+        `items` is read once, as the batches go out: a generator of a million records is
+        uploaded holding only the batches in flight. Keys must be unique; in a sequence a
+        repeated key fails before anything is sent, in a generator when it is reached.
+
+        `on_batch_done` is called in the calling thread once per finished batch, and with the
+        records rejected locally as batch None before the batches after them, so it may write
+        to a database that is not thread-safe. If it raises, batches not yet started are not
+        sent and the error propagates.
 
         429, 503 and unopened connections are always retried. Timeouts and other 5xx may hide a
         request CleverTap did process; with `retry_uncertain` (fine for profiles, which merge)
         they are retried too, at the risk of an event recorded twice. Without it the batch
         fails at once with `maybe_delivered` set, and the caller decides.
         """
-        _require_unique_keys(items)
-        local, batches = self._plan_batches(items)
-        if local and on_batch_done is not None:
-            on_batch_done(BatchResult(batch=None, outcomes=tuple(local.values()), requests=0))
-
-        planned = tuple(self._planned_request(number, batch) for number, batch in batches)
+        if isinstance(items, Sequence):
+            _require_unique_keys(items)
+        plan = _BatchPlan(items, self.batch_size, self.max_event_properties)
         if self.dry_run:
-            by_key = dict(local)
-            for number, batch in batches:
-                outcomes = tuple(ItemOutcome(item.key, "dry_run", batch=number) for item in batch)
-                by_key.update((outcome.key, outcome) for outcome in outcomes)
-                if on_batch_done is not None:
-                    on_batch_done(BatchResult(number, outcomes, requests=0))
-            logger.info(
-                "CleverTap dry run: %d records in %d requests would be sent, %d rejected locally",
-                sum(request.records for request in planned),
-                len(planned),
-                len(local),
-            )
-            return UploadReport(
-                outcomes=tuple(by_key[item.key] for item in items),
-                batches=len(batches),
-                requests=0,
-                dry_run=True,
-                planned=planned,
-            )
+            return self._dry_run(plan, on_batch_done)
 
-        by_key, requests, fatal_error = self._send_batches(
-            batches, planned, on_batch_done, self._retry_rule(retry_uncertain=retry_uncertain)
+        by_key, requests, planned, fatal_error = self._send_batches(
+            plan, on_batch_done, self._retry_rule(retry_uncertain=retry_uncertain)
         )
-        by_key.update(local)
+        by_key.update(plan.rejected)
         report = UploadReport(
-            outcomes=tuple(by_key[item.key] for item in items),
-            batches=len(batches),
+            outcomes=tuple(by_key[key] for key in plan.keys),
+            batches=len(planned),
             requests=requests,
             planned=planned,
             fatal_error=fatal_error,
@@ -318,75 +304,144 @@ class CleverTapResource(dg.ConfigurableResource):
             retry_uncertain=retry_uncertain,
         )
 
-    def _plan_batches(
-        self, items: Sequence[UploadItem]
-    ) -> tuple[dict[str, ItemOutcome], list[tuple[int, list[UploadItem]]]]:
-        """Reject invalid records locally; cut the rest into numbered batches in input order."""
-        local: dict[str, ItemOutcome] = {}
-        valid: list[UploadItem] = []
-        for item in items:
-            reason = validate_record(item.record, max_event_properties=self.max_event_properties)
-            if reason is None:
-                valid.append(item)
-            else:
-                local[item.key] = ItemOutcome(item.key, "rejected_locally", error=reason)
-        batches = [
-            (number, valid[start : start + self.batch_size])
-            for number, start in enumerate(range(0, len(valid), self.batch_size), start=1)
-        ]
-        return local, batches
+    def _dry_run(self, plan: _BatchPlan, on_batch_done: BatchCallback | None) -> UploadReport:
+        """Build and check every request of `plan`, send none, and say what would be sent."""
+        by_key: dict[str, ItemOutcome] = {}
+        planned = []
+        for number, batch in plan:
+            body = {"d": [dict(item.record) for item in batch]}
+            planned.append(self._planned_request(number, len(batch), encode_json(body), body))
+            outcomes = tuple(ItemOutcome(item.key, "dry_run", batch=number) for item in batch)
+            by_key.update((outcome.key, outcome) for outcome in outcomes)
+            plan.report_rejected(on_batch_done)
+            if on_batch_done is not None:
+                on_batch_done(BatchResult(number, outcomes, requests=0))
+        plan.report_rejected(on_batch_done)
+        by_key.update(plan.rejected)
+        logger.info(
+            "CleverTap dry run: %d records in %d requests would be sent, %d rejected locally",
+            sum(request.records for request in planned),
+            len(planned),
+            len(plan.rejected),
+        )
+        return UploadReport(
+            outcomes=tuple(by_key[key] for key in plan.keys),
+            batches=len(planned),
+            requests=0,
+            dry_run=True,
+            planned=tuple(planned),
+        )
 
-    def _planned_request(self, number: int, batch: list[UploadItem]) -> PlannedRequest:
-        body = {"d": [dict(item.record) for item in batch]}
-        size = len(json.dumps(body, ensure_ascii=False).encode("utf-8"))
-        return PlannedRequest(number, "POST", self.base_url + UPLOAD_PATH, len(batch), size, body)
+    def _planned_request(
+        self, number: int, records: int, payload: bytes, body: Mapping[str, Any] | None = None
+    ) -> PlannedRequest:
+        return PlannedRequest(
+            number, "POST", self.base_url + UPLOAD_PATH, records, len(payload), body
+        )
 
     def _send_batches(
-        self,
-        batches: list[tuple[int, list[UploadItem]]],
-        planned: tuple[PlannedRequest, ...],
-        on_batch_done: BatchCallback | None,
-        rule: RetryRule,
-    ) -> tuple[dict[str, ItemOutcome], int, str | None]:
-        """Send batches with at most max_concurrency in flight; stop on refused credentials."""
+        self, plan: _BatchPlan, on_batch_done: BatchCallback | None, rule: RetryRule
+    ) -> tuple[dict[str, ItemOutcome], int, tuple[PlannedRequest, ...], str | None]:
+        """Send the plan's batches with at most max_concurrency in flight, and no more than
+        BATCHES_AHEAD_PER_REQUEST_SLOT times that built ahead; stop on refused credentials."""
         by_key: dict[str, ItemOutcome] = {}
+        planned: list[PlannedRequest] = []
         requests = 0
         halt = _Halt()
         transport = self._client()
 
-        def send(number: int, batch: list[UploadItem], request: PlannedRequest) -> BatchResult:
+        def send(number: int, batch: list[UploadItem]) -> tuple[BatchResult, PlannedRequest]:
+            payload = encode_json({"d": [item.record for item in batch]})
+            request = self._planned_request(number, len(batch), payload)
             if halt.reason is not None:
-                return BatchResult(number, _not_sent(number, batch, halt.reason), requests=0)
-            response = transport.request("POST", UPLOAD_PATH, rule, json_body=request.body)
+                return BatchResult(number, _not_sent(number, batch, halt.reason), 0), request
+            response = transport.request("POST", UPLOAD_PATH, rule, payload=payload)
             outcomes = batch_outcomes(number, batch, response)
             if response.status in AUTH_FAILURE_STATUSES:
                 # Every later batch would be refused the same way; do not hammer the API.
                 halt.stop(outcomes[0].error or f"HTTP {response.status}")
-            return BatchResult(number, outcomes, response.attempts, response.status)
+            return BatchResult(number, outcomes, response.attempts, response.status), request
 
+        def finish(done: set[Future[tuple[BatchResult, PlannedRequest]]]) -> None:
+            nonlocal requests
+            plan.report_rejected(on_batch_done)
+            for future in done:
+                result, request = future.result()
+                requests += result.requests
+                planned.append(request)
+                by_key.update((outcome.key, outcome) for outcome in result.outcomes)
+                if on_batch_done is not None:
+                    on_batch_done(result)
+
+        ahead = self.max_concurrency * BATCHES_AHEAD_PER_REQUEST_SLOT
         with ThreadPoolExecutor(
-            max_workers=max(1, min(self.max_concurrency, len(batches))),
-            thread_name_prefix="clevertap-upload",
+            max_workers=self.max_concurrency, thread_name_prefix="clevertap-upload"
         ) as pool:
-            pending: set[Future[BatchResult]] = {
-                pool.submit(send, number, batch, request)
-                for (number, batch), request in zip(batches, planned, strict=True)
-            }
+            pending: set[Future[tuple[BatchResult, PlannedRequest]]] = set()
             try:
+                for number, batch in plan:
+                    pending.add(pool.submit(send, number, batch))
+                    while len(pending) >= ahead:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        finish(done)
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        result = future.result()
-                        requests += result.requests
-                        by_key.update((outcome.key, outcome) for outcome in result.outcomes)
-                        if on_batch_done is not None:
-                            on_batch_done(result)
+                    finish(done)
+                plan.report_rejected(on_batch_done)
             except BaseException:
                 halt.stop("the upload was interrupted")
                 for future in pending:
                     future.cancel()
                 raise
-        return by_key, requests, halt.reason
+        planned.sort(key=lambda request: request.batch)
+        return by_key, requests, tuple(planned), halt.reason
+
+
+class _BatchPlan:
+    """The items of one upload, read once: checked, numbered into batches, keys remembered.
+
+    Iterating gives (batch number, items) for the valid records in input order; the records
+    that break a rule are kept in `rejected` and reported by `report_rejected`.
+    """
+
+    def __init__(
+        self, items: Iterable[UploadItem], batch_size: int, max_event_properties: int
+    ) -> None:
+        self._items = items
+        self._batch_size = batch_size
+        self._max_event_properties = max_event_properties
+        self.keys: list[str] = []
+        self.rejected: dict[str, ItemOutcome] = {}
+        self._unreported: list[ItemOutcome] = []
+
+    def __iter__(self) -> Iterator[tuple[int, list[UploadItem]]]:
+        seen: set[str] = set()
+        batch: list[UploadItem] = []
+        number = 0
+        for item in self._items:
+            if item.key in seen:
+                raise ValueError(_repeated_key_message(item.key))
+            seen.add(item.key)
+            self.keys.append(item.key)
+            reason = validate_record(item.record, max_event_properties=self._max_event_properties)
+            if reason is not None:
+                outcome = ItemOutcome(item.key, "rejected_locally", error=reason)
+                self.rejected[item.key] = outcome
+                self._unreported.append(outcome)
+                continue
+            batch.append(item)
+            if len(batch) == self._batch_size:
+                number += 1
+                yield number, batch
+                batch = []
+        if batch:
+            yield number + 1, batch
+
+    def report_rejected(self, on_batch_done: BatchCallback | None) -> None:
+        """Hand the records rejected since the last call to `on_batch_done`, as batch None."""
+        if self._unreported and on_batch_done is not None:
+            on_batch_done(BatchResult(batch=None, outcomes=tuple(self._unreported), requests=0))
+        self._unreported = []
 
 
 class _Halt:
@@ -412,11 +467,15 @@ def _require_unique_keys(items: Sequence[UploadItem]) -> None:
     seen: set[str] = set()
     for item in items:
         if item.key in seen:
-            raise ValueError(
-                f"upload got the key {item.key!r} twice; each item needs its own key so that "
-                "its outcome can be reported back"
-            )
+            raise ValueError(_repeated_key_message(item.key))
         seen.add(item.key)
+
+
+def _repeated_key_message(key: str) -> str:
+    return (
+        f"upload got the key {key!r} twice; each item needs its own key so that its outcome "
+        "can be reported back"
+    )
 
 
 def _string_properties(properties: Mapping[str, Any]) -> dict[str, str]:

@@ -66,14 +66,15 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class PlannedRequest:
-    """A request the upload sent, or in a dry run would have sent."""
+    """A request the upload sent, or in a dry run would have sent. Only a dry run keeps the
+    `body`: a real upload lets go of each batch once it is answered."""
 
     batch: int
     method: str
     url: str
     records: int
     body_bytes: int
-    body: Mapping[str, Any] = field(repr=False)
+    body: Mapping[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ct_pipeline.clevertap import (
     build_event_record,
@@ -15,6 +17,7 @@ from ct_pipeline.clevertap import (
     epoch_seconds,
     validate_record,
 )
+from ct_pipeline.clevertap.payloads import build_profile_records
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NOW_TS = int(NOW.timestamp())
@@ -253,3 +256,50 @@ def test_non_finite_numbers_are_rejected():
     record["profileData"]["Score"] = float("inf")
 
     assert "finite" in reason(record)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.text(max_size=8)),
+            st.one_of(st.none(), st.floats(allow_infinity=False)),
+            st.one_of(st.none(), st.integers(-(2**40), 2**40)),
+            st.one_of(st.none(), st.booleans()),
+            st.one_of(
+                st.none(),
+                st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1)).map(
+                    lambda moment: moment.replace(tzinfo=UTC)
+                ),
+            ),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_profile_records_built_by_column_equal_those_built_one_by_one(rows):
+    names, amounts, counts, flags, moments = zip(*rows, strict=True)
+    frame = pd.DataFrame(
+        {
+            "Name": pd.Series(names, dtype="str"),
+            "value_inr": pd.Series(amounts, dtype="float64"),
+            "count": pd.array(counts, dtype="Int64"),
+            "flag": pd.array(flags, dtype="boolean"),
+            "DOB": pd.to_datetime(pd.Series(moments, dtype="object"), utc=True),
+        }
+    )
+    modified = frame["DOB"]
+    identities = [f"+9198765{index:05d}" for index in range(len(frame))]
+
+    built = build_profile_records(identities, frame, modified)
+
+    for index, record in enumerate(built):
+        present = {key: value for key, value in frame.iloc[index].items() if not pd.isna(value)}
+        moment = modified.iloc[index]
+        expected = build_profile_record(
+            identities[index], present, NOW if pd.isna(moment) else moment.to_pydatetime()
+        )
+        if pd.isna(moment):
+            # A missing time becomes the time of building, in both.
+            expected["ts"] = record["ts"]
+        assert record == expected

@@ -372,3 +372,34 @@ def test_event_property_limit_follows_the_account_setting(sandbox: SandboxAdmin)
 
     assert default_limit.outcomes[0].outcome == "rejected_locally"
     assert raised_limit.outcomes[0].outcome == "dry_run"
+
+
+def test_a_generator_is_read_as_the_batches_go_out(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, batch_size=10, max_concurrency=2)
+    consumed = 0
+    consumed_at_first_answer: list[int] = []
+
+    def items():
+        nonlocal consumed
+        for item in profile_items(300):
+            consumed += 1
+            yield item
+
+    def record_batch(result: BatchResult) -> None:
+        consumed_at_first_answer.append(consumed)
+
+    report = client.upload(items(), on_batch_done=record_batch)
+
+    assert report.counts["accepted"] == 300 and report.requests == 30
+    # Two request slots, two batches built ahead for each: at most four batches were read (and
+    # a fifth begun) before the first answer.
+    assert consumed_at_first_answer[0] <= 5 * 10
+    assert [outcome.key for outcome in report.outcomes] == [i.key for i in profile_items(300)]
+
+
+def test_a_key_repeated_in_a_generator_fails_when_reached(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, batch_size=10)
+    twice = [*profile_items(5), *profile_items(1)]
+
+    with pytest.raises(ValueError, match="twice"):
+        client.upload(item for item in twice)
