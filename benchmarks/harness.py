@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ JOB_TIMEOUT_SECONDS = 3 * 3600
 ADMIN_TIMEOUT_SECONDS = 120
 # Records per admin edit request, to keep each request small.
 ADMIN_EDIT_CHUNK = 2_000
+RSS_SAMPLE_SECONDS = 0.2
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 UPLOAD_ENDPOINT = "POST /1/upload"
 TRIGGER_ENDPOINT = "POST /1/send/externaltrigger.json"
@@ -390,13 +392,13 @@ def _run_in_this_process(job: str, output: Path, profile_to: Path | None = None)
 
     definitions = build_definitions()
     import_seconds = time.perf_counter() - imported
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.DagsterInstance.ephemeral() as instance, _RssSampler() as sampler:
         started = time.perf_counter()
         result = definitions.resolve_job_def(job).execute_in_process(
             instance=instance, run_config=QUIET_LOGS, raise_on_error=False
         )
         wall = time.perf_counter() - started
-        steps = _step_seconds(instance, result.run_id)
+        windows = _step_windows(instance, result.run_id)
     if profiler is not None and profile_to is not None:
         profiler.stop()
         profile_to.write_text(profiler.output_text(unicode=True, show_all=False))
@@ -410,7 +412,8 @@ def _run_in_this_process(job: str, output: Path, profile_to: Path | None = None)
         "wall_seconds": round(wall, 2),
         "import_seconds": round(import_seconds, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "steps": steps,
+        "steps": _step_seconds(windows),
+        "step_peak_rss_mb": _step_peak_rss(windows, sampler.samples),
         "metadata": _asset_metadata(result),
         "checks_failed": [
             c.check_name for c in result.get_asset_check_evaluations() if not c.passed
@@ -419,9 +422,10 @@ def _run_in_this_process(job: str, output: Path, profile_to: Path | None = None)
     output.write_text(json.dumps(figures, default=str))
 
 
-def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
+def _step_windows(instance: Any, run_id: str) -> dict[str, tuple[float, float]]:
+    """(start, end) wall-clock times of each step of a run, from its event log."""
     started: dict[str, float] = {}
-    seconds: dict[str, float] = {}
+    windows: dict[str, tuple[float, float]] = {}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None or entry.step_key is None:
@@ -430,8 +434,50 @@ def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
             started[entry.step_key] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
             begin = started.get(entry.step_key, entry.timestamp)
-            seconds[entry.step_key] = round(entry.timestamp - begin, 3)
+            windows[entry.step_key] = (begin, entry.timestamp)
+    return windows
+
+
+def _step_seconds(windows: dict[str, tuple[float, float]]) -> dict[str, float]:
+    seconds = {step: round(end - begin, 3) for step, (begin, end) in windows.items()}
     return dict(sorted(seconds.items(), key=lambda item: -item[1]))
+
+
+def _step_peak_rss(
+    windows: dict[str, tuple[float, float]], samples: list[tuple[float, float]]
+) -> dict[str, float]:
+    """The highest sampled RSS (MB) while each step ran, for the steps above 100 MB."""
+    peaks = {}
+    for step, (begin, end) in windows.items():
+        during = [rss for moment, rss in samples if begin <= moment <= end]
+        if during and max(during) >= 100:
+            peaks[step] = round(max(during), 1)
+    return dict(sorted(peaks.items(), key=lambda item: -item[1]))
+
+
+class _RssSampler:
+    """This process's resident memory, sampled every RSS_SAMPLE_SECONDS in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> _RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        page_mb = os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
+        with open("/proc/self/statm") as statm:
+            while not self._stop.is_set():
+                statm.seek(0)
+                self.samples.append((time.time(), int(statm.read().split()[1]) * page_mb))
+                self._stop.wait(RSS_SAMPLE_SECONDS)
 
 
 def _asset_metadata(result: Any) -> dict[str, dict[str, Any]]:
