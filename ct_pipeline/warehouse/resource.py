@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
@@ -157,7 +158,7 @@ class WarehouseTransaction:
     ) -> int:
         """Run `sql`, whose `IN :keys` takes `keys`, in chunks; returns rows affected."""
         statement = sa.text(sql).bindparams(sa.bindparam("keys", expanding=True))
-        values = list(keys)
+        values = _plain_values(keys)
         affected = 0
         for start in range(0, len(values), _IN_CHUNK):
             chunk = values[start : start + _IN_CHUNK]
@@ -191,7 +192,7 @@ class WarehouseTransaction:
         statement = sa.text(
             f"SELECT {selected} FROM {self._quote(name)} WHERE {self._quote(column)} IN :keys"
         ).bindparams(sa.bindparam("keys", expanding=True))
-        keys = list(dict.fromkeys(value for value in values if value is not None))
+        keys = list(dict.fromkeys(value for value in _plain_values(values) if value is not None))
         rows: list[Any] = []
         names: list[str] = list(columns or ())
         for start in range(0, len(keys), _IN_CHUNK):
@@ -410,6 +411,12 @@ def dispose_engine(url: str) -> None:
 
 
 _IN_CHUNK = 900  # below SQLite's default limit of 999 bound parameters in older builds
+
+
+def _plain_values(values: Iterable[Any]) -> list[Any]:
+    """Key values as the database driver binds them: NumPy scalars become Python numbers (SQLite
+    would bind an int64 as bytes, and match nothing)."""
+    return [value.item() if isinstance(value, np.generic) else value for value in values]
 
 
 def _create_engine(url: str) -> Engine:

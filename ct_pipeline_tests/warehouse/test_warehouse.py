@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -170,3 +171,13 @@ def test_upsert_keeping_existing_rows_only_adds_new_keys(warehouse: WarehouseRes
 
     read = warehouse.read_table("outbox").set_index("id")
     assert read["status"].to_dict() == {"e1": "sent", "e2": "pending"}
+
+
+def test_numpy_keys_find_their_rows(warehouse: WarehouseResource):
+    warehouse.replace_table("batches", pd.DataFrame({"seq": [5, 6, 7], "name": ["a", "b", "c"]}))
+
+    found = warehouse.read_rows("batches", "seq", np.array([5, 7]))
+    deleted = warehouse.delete_keys("batches", "seq", pd.Series([6]).unique())
+
+    assert sorted(found["name"]) == ["a", "c"]
+    assert deleted == 1
