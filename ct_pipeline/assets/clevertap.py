@@ -43,7 +43,6 @@ from ct_pipeline.warehouse.state import (
     HELD,
     PENDING,
     PERSON_CHANGES,
-    PUSHED_PROFILES,
     REJECTED,
     SENDING,
     SENT,
@@ -52,6 +51,7 @@ from ct_pipeline.warehouse.state import (
     clear_rejections,
     count_attempt,
     enqueue_outbox,
+    fold_accepted_profiles,
     full_derivation_pending,
     pushed_hashes,
     queued_changes,
@@ -260,10 +260,7 @@ def clevertap_profile_batches(
         wanted = set(warehouse.read_table(PROFILE_CHANGES_TABLE, columns=["identity"])["identity"])
         wanted |= set(warehouse.read_table(PROFILE_BATCHES, columns=["identity"])["identity"])
         profiles = warehouse.read_rows(PROFILE_TABLE, "identity", sorted(wanted))
-        accepted = warehouse.read_rows(
-            PUSHED_PROFILES, "identity", sorted(wanted), ["identity", "payload_hash"]
-        )
-        pushed = accepted.set_index("identity")["payload_hash"]
+        pushed = pushed_hashes(warehouse, sorted(wanted))
     # Two people reconciled onto one CleverTap profile would be merged there: hold both.
     uploaded = profiles["identity"]
     if len(upload_as):
@@ -337,7 +334,8 @@ def changed_profile_records(
     metadata={"dagster/column_schema": schemas.PROFILE_OUTCOMES},
     description=(
         "Uploads the changed profiles to CleverTap (/1/upload). Each record's outcome is "
-        "written back as its batch finishes: accepted advances the stored payload hash; "
+        "written back as its batch finishes: accepted advances the stored payload hash "
+        "(journalled per batch, folded into clevertap_pushed_profiles when the upload ends); "
         "rejected is kept in clevertap_rejections with CleverTap's code and error and the Zoho "
         "id; failed stays changed and is sent by the next run. A dry run sends nothing."
     ),
@@ -363,7 +361,10 @@ def clevertap_profile_sync(
             _record_profile_outcomes(tx, frame, context.run.run_id)
             crash_point("profile_bookkeeping")
 
-    report = client.upload(items, on_batch_done=record_batch)
+    try:
+        report = client.upload(items, on_batch_done=record_batch)
+    finally:
+        fold_accepted_profiles(warehouse)
     every = (
         pd.concat(outcomes, ignore_index=True) if outcomes else _outcome_frame(None, by_identity)
     )

@@ -21,7 +21,7 @@ from ct_pipeline.assets.identity import (
 from ct_pipeline.assets.zoho import DELETED_RECORDS, TABLES, zoho_cases, zoho_contacts, zoho_deals
 from ct_pipeline.config import FieldMapping, SyncConfig, SyncConfigResource, load_sync_config
 from ct_pipeline.warehouse import WarehouseResource
-from ct_pipeline.warehouse.state import PUSHED_PROFILES
+from ct_pipeline.warehouse.state import PUSHED_PROFILES, fold_accepted_profiles
 
 GROUP = "segments"
 TABLE = "profile_attributes"
@@ -85,6 +85,8 @@ def profile_attributes(
     sync_config: SyncConfigResource,
 ) -> dg.MaterializeResult:
     config = sync_config.load()
+    # Hashes a run that died mid-upload left in the journal count as pushed from here on.
+    fold_accepted_profiles(warehouse)
     if incremental.derives_everything(context, warehouse):
         profiles, tombstones = _all_profiles(warehouse, config)
         table = with_tombstones(profiles, tombstones)

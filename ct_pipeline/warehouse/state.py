@@ -8,6 +8,7 @@ request leaves, and `sent` only after CleverTap accepted it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -16,6 +17,8 @@ import pandas as pd
 from ct_pipeline.warehouse.resource import WarehouseResource, WarehouseTransaction
 
 PUSHED_PROFILES = "clevertap_pushed_profiles"
+# Accepted hashes recorded batch by batch during an upload, until folded into PUSHED_PROFILES.
+PUSH_JOURNAL = "clevertap_push_journal"
 STAGE_SNAPSHOT = "deal_stage_snapshot"
 EVENT_OUTBOX = "event_outbox"
 REJECTIONS = "clevertap_rejections"
@@ -67,18 +70,58 @@ def write_cursor(
     tx.set_state(cursor_key(module, kind), value.astimezone(UTC).isoformat())
 
 
-def pushed_hashes(warehouse: WarehouseResource) -> pd.Series:
-    """The payload hash last accepted by CleverTap, by identity."""
-    frame = warehouse.read_table(PUSHED_PROFILES, columns=["identity", "payload_hash"])
-    return frame.set_index("identity")["payload_hash"]
+def pushed_hashes(
+    warehouse: WarehouseResource, identities: Iterable[str] | None = None
+) -> pd.Series:
+    """The payload hash last accepted by CleverTap, by identity (journal included); with
+    `identities`, for those only (read by index)."""
+    columns = ["identity", "payload_hash"]
+    if identities is None:
+        stored = warehouse.read_table(PUSHED_PROFILES, columns=columns)
+        journal = warehouse.read_table(PUSH_JOURNAL, columns=[*columns, "seq"])
+    else:
+        wanted = list(identities)
+        stored = warehouse.read_rows(PUSHED_PROFILES, "identity", wanted, columns)
+        journal = warehouse.read_rows(PUSH_JOURNAL, "identity", wanted, [*columns, "seq"])
+    if len(journal):
+        newest = journal.sort_values("seq", kind="stable")[columns]
+        stored = pd.concat([stored[columns], newest], ignore_index=True)
+        stored = stored.drop_duplicates("identity", keep="last")
+    return stored.set_index("identity")["payload_hash"]
 
 
 def record_accepted_profiles(tx: WarehouseTransaction, accepted: pd.DataFrame) -> None:
-    """Remember the hashes CleverTap accepted (`identity`, `payload_hash`, `contact_id`)."""
+    """Journal the hashes CleverTap accepted (`identity`, `payload_hash`, `contact_id`).
+
+    Appended to PUSH_JOURNAL in the caller's transaction (one upload batch): an append costs a
+    few pages, where an upsert into a million-row table keyed by phone number rewrites one page
+    per record. `fold_accepted_profiles` moves the journal into PUSHED_PROFILES in one pass.
+    """
     if accepted.empty:
         return
-    rows = accepted[["identity", "payload_hash", "contact_id"]].assign(pushed_at=_now())
-    tx.upsert(PUSHED_PROFILES, rows, key=["identity"])
+    rows = accepted[["identity", "payload_hash", "contact_id"]].assign(
+        pushed_at=_now(), seq=time.time_ns()
+    )
+    tx.append(PUSH_JOURNAL, rows)
+
+
+def fold_accepted_profiles(warehouse: WarehouseResource) -> int:
+    """Move the journal of accepted hashes into PUSHED_PROFILES, newest per identity, in key
+    order; returns the identities folded. Cheap when the journal is empty."""
+    with warehouse.transaction() as tx:
+        if not tx.table_exists(PUSH_JOURNAL):
+            return 0
+        journal = tx.read_table(PUSH_JOURNAL)
+        if journal.empty:
+            return 0
+        newest = journal.sort_values("seq", kind="stable").drop_duplicates("identity", keep="last")
+        rows = newest.sort_values("identity")[
+            ["identity", "payload_hash", "contact_id", "pushed_at"]
+        ]
+        tx.upsert(PUSHED_PROFILES, rows, key=["identity"])
+        # Only the batches read here: another process may have journalled one since.
+        tx.execute_in(f"DELETE FROM {PUSH_JOURNAL} WHERE seq IN :keys", journal["seq"].unique())
+        return len(rows)
 
 
 def record_rejections(tx: WarehouseTransaction, rejections: pd.DataFrame) -> None:
