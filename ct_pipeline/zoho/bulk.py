@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+from pyrate_limiter import Duration, Limiter, Rate
 
 from ct_pipeline.zoho.frames import (
     LOOKUP_PARTS,
@@ -42,6 +43,8 @@ CREDITS_PER_BULK_CALL = 1
 # export is fetched within a second or two of finishing, a long one costs few status calls.
 FIRST_POLL_SECONDS = 0.5
 POLL_GROWTH = 1.5
+# "Only 10 download requests per minute"; beyond that, HTTP 429 (bulk-read/limitations.html).
+DOWNLOADS_PER_MINUTE = 10
 # The CSV names a related record's display field with a dotted header, `<lookup>.<field>`
 # (bulk-read docs: `Account_Name.Account_Name`, `Owner.last_name`).
 DISPLAY_FIELD_BY_LOOKUP = {
@@ -69,8 +72,12 @@ def bulk_read(
     *,
     poll_interval: float,
     timeout: float,
+    downloads: Limiter,
 ) -> pd.DataFrame:
-    """Every record of `module` through Bulk Read jobs, 200,000 per job, as one DataFrame."""
+    """Every record of `module` through Bulk Read jobs, 200,000 per job, as one DataFrame.
+
+    `downloads` paces the zip downloads (Zoho allows 10 a minute, then answers 429).
+    """
     wanted = requested_fields(fields)
     query_fields = bulk_query_fields(wanted, schema)
     frames: list[pd.DataFrame] = []
@@ -83,6 +90,7 @@ def bulk_read(
         if result.get("more_records"):
             next_token = result.get("next_page_token") or None
             job_id = _create_job(session, module, query_fields, page + 1, next_token)
+        downloads.try_acquire("bulk_download")
         table = _download(session, str(result["download_url"]))
         lookups = lookup_columns(wanted, schema, table.columns)
         frames.append(csv_frame(table, wanted, schema, lookups))
@@ -91,6 +99,11 @@ def bulk_read(
     frame = concat_unique(frames)
     columns = output_columns(wanted, schema)
     return frame if list(frame.columns) == columns else frame[columns]
+
+
+def download_pacer(per_minute: int = DOWNLOADS_PER_MINUTE) -> Limiter:
+    """A blocking limiter of Bulk Read downloads to `per_minute` in any rolling minute."""
+    return Limiter(Rate(per_minute, Duration.MINUTE))
 
 
 def bulk_query_fields(fields: Sequence[str], schema: ModuleSchema) -> list[str]:

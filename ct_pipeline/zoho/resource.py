@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 from pydantic import Field, PrivateAttr, field_validator
+from pyrate_limiter import Limiter
 
 from ct_pipeline.zoho import bulk, records, writes
 from ct_pipeline.zoho.datacenters import DATA_CENTERS, DEFAULT_DATA_CENTER, resolve_hosts
@@ -104,6 +105,11 @@ class ZohoCRMResource(dg.ConfigurableResource):
             "and grow to it."
         ),
     )
+    bulk_downloads_per_minute: int = Field(
+        default=bulk.DOWNLOADS_PER_MINUTE,
+        ge=1,
+        description="Bulk Read downloads started in any minute; Zoho allows 10, then answers 429.",
+    )
     bulk_timeout: float = Field(
         default=3600.0, gt=0, description="Seconds to wait for one Bulk Read job."
     )
@@ -116,6 +122,7 @@ class ZohoCRMResource(dg.ConfigurableResource):
     _session: ZohoSession | None = PrivateAttr(default=None)
     _schemas: dict[str, ModuleSchema] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _downloads: Limiter | None = PrivateAttr(default=None)
 
     @field_validator("data_center")
     @classmethod
@@ -231,7 +238,14 @@ class ZohoCRMResource(dg.ConfigurableResource):
             self._schema(module),
             poll_interval=self.bulk_poll_interval,
             timeout=self.bulk_timeout,
+            downloads=self._download_pacer(),
         )
+
+    def _download_pacer(self) -> Limiter:
+        with self._lock:
+            if self._downloads is None:
+                self._downloads = bulk.download_pacer(self.bulk_downloads_per_minute)
+            return self._downloads
 
     def unknown_fields(self, module: str, fields: Sequence[str]) -> list[str]:
         """The names in `fields` that the module's field metadata does not list (renamed or

@@ -4,7 +4,7 @@ import itertools
 
 import pandas as pd
 
-from ct_pipeline.zoho.bulk import FIRST_POLL_SECONDS, poll_waits
+from ct_pipeline.zoho.bulk import FIRST_POLL_SECONDS, download_pacer, poll_waits
 from ct_pipeline_tests.zoho.conftest import CONTACT_FIELDS
 
 
@@ -83,3 +83,12 @@ def test_status_polls_start_within_a_second_and_grow_to_the_configured_interval(
     assert waits == sorted(waits)
     assert waits[-1] == 10.0
     assert list(itertools.islice(poll_waits(0.05), 3)) == [0.05, 0.05, 0.05]
+
+
+def test_downloads_are_paced_to_the_per_minute_limit():
+    pacer = download_pacer(per_minute=2)
+
+    assert pacer.try_acquire("bulk_download", blocking=False)
+    assert pacer.try_acquire("bulk_download", blocking=False)
+    # A third download in the same minute would be answered 429: it waits instead.
+    assert not pacer.try_acquire("bulk_download", blocking=False)
