@@ -194,12 +194,19 @@ def identity_policy(config: SyncConfig) -> IdentityPolicy:
 
 def identify(records: pd.DataFrame, config: SyncConfig) -> pd.DataFrame:
     """Each record's identity under the policy, with its normalised phone and email."""
-    chosen = choose_identity(records, identity_policy(config))
-    region = config.identity.default_region
-    mobile = normalize_phones(records["Mobile"], region, mobile_field=True)["e164"]
-    phone = normalize_phones(records["Phone"], region)["e164"]
-    email = normalize_emails(records["Email"])["email"]
-    secondary = normalize_emails(records["Secondary_Email"])["email"]
+    policy = identity_policy(config)
+    normalised = {
+        "Mobile": normalize_phones(records["Mobile"], policy.region, mobile_field=True),
+        "Phone": normalize_phones(records["Phone"], policy.region),
+        "Email": normalize_emails(records["Email"]),
+        "Secondary_Email": normalize_emails(records["Secondary_Email"]),
+    }
+    # The policy reads Mobile as a mobile field and Phone not (identity_policy).
+    chosen = choose_identity(records, policy, normalised)
+    mobile = normalised["Mobile"]["e164"]
+    phone = normalised["Phone"]["e164"]
+    email = normalised["Email"]["email"]
+    secondary = normalised["Secondary_Email"]["email"]
     return pd.DataFrame(
         {
             "module": records["module"],

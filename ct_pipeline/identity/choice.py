@@ -6,6 +6,7 @@ sometimes the email): anything else creates a second, anonymous profile in Cleve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -68,8 +69,16 @@ class IdentityPolicy:
             raise ValueError("no source columns: name at least one phone or email column")
 
 
-def choose_identity(records: pd.DataFrame, policy: IdentityPolicy | None = None) -> pd.DataFrame:
+def choose_identity(
+    records: pd.DataFrame,
+    policy: IdentityPolicy | None = None,
+    normalised: Mapping[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
     """Choose each record's identity; the result is index-aligned with `records`.
+
+    `normalised` may hold, by source column, what `normalize_phones` (with the policy's region
+    and foreign regions, and `mobile_field` for its mobile columns) or `normalize_emails` gave
+    for that column already, so that a caller keeping those columns does not compute them twice.
 
     Source columns are tried in the policy's order and the first usable value wins; a column
     missing from `records` counts as empty. Columns of the result:
@@ -86,7 +95,11 @@ def choose_identity(records: pd.DataFrame, policy: IdentityPolicy | None = None)
     A record without an identity belongs in the review queue and must never be uploaded.
     """
     policy = policy or IdentityPolicy()
-    candidates = [_candidate(records, column, kind, policy) for column, kind in _order(policy)]
+    given = normalised or {}
+    candidates = [
+        _candidate(records, column, kind, policy, given.get(column))
+        for column, kind in _order(policy)
+    ]
     usable = np.column_stack([candidate["usable"] for candidate in candidates])
     has_identity = usable.any(axis=1)
     chosen = usable.argmax(axis=1)
@@ -124,17 +137,24 @@ def _order(policy: IdentityPolicy) -> list[tuple[str, str]]:
     return email_sources + phone_sources
 
 
-def _candidate(records: pd.DataFrame, column: str, kind: str, policy: IdentityPolicy) -> dict:
+def _candidate(
+    records: pd.DataFrame,
+    column: str,
+    kind: str,
+    policy: IdentityPolicy,
+    normalised: pd.DataFrame | None,
+) -> dict:
     """One source column normalised, with per-record flags used to choose and to explain."""
     values = records[column] if column in records else pd.Series(None, records.index, object)
     present = (values.astype("str").str.strip().str.len() > 0).fillna(False).to_numpy(dtype=bool)
     if kind == PHONE:
-        normalised = phones.normalize_phones(
-            values,
-            policy.region,
-            mobile_field=column in policy.mobile_columns,
-            foreign_regions=policy.foreign_regions,
-        )
+        if normalised is None:
+            normalised = phones.normalize_phones(
+                values,
+                policy.region,
+                mobile_field=column in policy.mobile_columns,
+                foreign_regions=policy.foreign_regions,
+            )
         value = normalised["e164"].to_numpy(dtype=object)
         risk = normalised["risk"].astype("str").to_numpy(dtype=object)
         valid = normalised["e164"].notna().to_numpy()
@@ -144,7 +164,8 @@ def _candidate(records: pd.DataFrame, column: str, kind: str, policy: IdentityPo
         wrong_type = not_mobile if policy.mobile_only else np.zeros(len(values), dtype=bool)
         blocked_risk = np.zeros(len(values), dtype=bool)
     else:
-        normalised = emails.normalize_emails(values)
+        if normalised is None:
+            normalised = emails.normalize_emails(values)
         value = normalised["email"].to_numpy(dtype=object)
         risk = normalised["risk"].astype("str").to_numpy(dtype=object)
         valid = normalised["email"].notna().to_numpy()
