@@ -8,7 +8,7 @@ once CleverTap accepted it, so a retry never sends an accepted event twice.
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from ct_pipeline.assets.segments import profile_attributes
 from ct_pipeline.assets.zoho import TABLES, zoho_deals
 from ct_pipeline.clevertap import CleverTapResource, UploadItem
 from ct_pipeline.clevertap.payloads import build_event_record, build_profile_records
-from ct_pipeline.clevertap.results import BatchResult
+from ct_pipeline.clevertap.results import BatchResult, UploadReport
 from ct_pipeline.config import SyncConfig, SyncConfigResource
 from ct_pipeline.crashpoints import crash_point
 from ct_pipeline.warehouse import WarehouseResource, WarehouseTransaction
@@ -59,6 +59,7 @@ from ct_pipeline.warehouse.state import (
     read_stage_snapshot,
     record_accepted_profiles,
     record_rejections,
+    rejected_keys,
     set_outbox_status,
 )
 
@@ -84,7 +85,9 @@ EVENT_DEAL_COLUMNS = [
     "Owner_name",
 ]
 PREVIEW_ROWS = 10
-# Records turned from stored JSON into upload items at a time (the upload reads them lazily).
+# Outcomes kept in clevertap_rejections.
+REFUSED = frozenset({"rejected", "rejected_locally"})
+# Profile records built, or parsed back from JSON for the upload, at a time.
 ITEMS_PER_READ = 10_000
 
 
@@ -306,11 +309,18 @@ def changed_profile_records(
     uploaded = profiles["identity"]
     if upload_as is not None and len(upload_as):
         uploaded = uploaded.map(upload_as).fillna(uploaded)
-    built = build_profile_records(
-        uploaded.astype("str").tolist(), profiles[properties], profiles["modified_time"]
-    )
-    hashes = [_digest(_json(record["profileData"])) for record in built]
-    records = [_json(record) for record in built]
+    identities = uploaded.astype("str").tolist()
+    data = profiles[properties]
+    hashes: list[str] = []
+    records: list[str] = []
+    # In slices: only one slice's records are ever held as dictionaries.
+    for start in range(0, len(profiles), ITEMS_PER_READ):
+        rows = slice(start, start + ITEMS_PER_READ)
+        built = build_profile_records(
+            identities[rows], data.iloc[rows], profiles["modified_time"].iloc[rows]
+        )
+        hashes.extend(_digest(_json(record["profileData"])) for record in built)
+        records.extend(_json(record) for record in built)
     frame = pd.DataFrame(
         {
             "identity": profiles["identity"].astype("str"),
@@ -348,27 +358,41 @@ def clevertap_profile_sync(
     batches = warehouse.read_table(PROFILE_BATCHES)
     dry_run = is_dry_run(context) or clevertap.dry_run
     client = clevertap.model_copy(update={"dry_run": dry_run})
-    items = _upload_items(batches["identity"], batches["record"])
-    by_identity = batches[["identity", "contact_id", "payload_hash"]].set_index("identity")
-    outcomes: list[pd.DataFrame] = []
+    identities = batches["identity"].tolist()
+    contact_of = dict(zip(identities, batches["contact_id"].tolist(), strict=True))
+    hash_of = dict(zip(identities, batches["payload_hash"].tolist(), strict=True))
+    rejected_before = rejected_keys(warehouse, "profile")
 
     def record_batch(result: BatchResult) -> None:
-        frame = _outcome_frame(result, by_identity)
-        outcomes.append(frame)
         if dry_run:
             return
+        accepted = [o.key for o in result.outcomes if o.outcome == "accepted"]
+        refused = [o for o in result.outcomes if o.outcome in REFUSED]
         with warehouse.transaction() as tx:
-            _record_profile_outcomes(tx, frame, context.run.run_id)
+            record_accepted_profiles(
+                tx,
+                pd.DataFrame(
+                    {
+                        "identity": accepted,
+                        "payload_hash": [hash_of[key] for key in accepted],
+                        "contact_id": [contact_of[key] for key in accepted],
+                    }
+                ),
+            )
+            clear_rejections(tx, "profile", [key for key in accepted if key in rejected_before])
+            if refused:
+                frame = _with_zoho_ids(UploadReport(tuple(refused), 0, 0).as_frame(), contact_of)
+                record_rejections(tx, _rejection_rows(frame, "profile", context.run.run_id))
             crash_point("profile_bookkeeping")
 
     try:
-        report = client.upload(items, on_batch_done=record_batch)
+        report = client.upload(
+            _upload_items(batches["identity"], batches["record"]), on_batch_done=record_batch
+        )
     finally:
         fold_accepted_profiles(warehouse)
-    every = (
-        pd.concat(outcomes, ignore_index=True) if outcomes else _outcome_frame(None, by_identity)
-    )
-    warehouse.replace_table(PROFILE_OUTCOMES, every.drop(columns=["payload_hash"]))
+    every = _with_zoho_ids(report.as_frame(), contact_of)
+    warehouse.replace_table(PROFILE_OUTCOMES, every.drop(columns=["maybe_delivered"]))
     if report.fatal_error:
         raise dg.Failure(description=f"CleverTap refused the upload: {report.fatal_error}")
     if len(every):
@@ -388,16 +412,6 @@ def _upload_items(keys: pd.Series, records: pd.Series) -> Iterator[UploadItem]:
         )
         for key, record in chunk:
             yield UploadItem(key=key, record=orjson.loads(record))
-
-
-def _record_profile_outcomes(tx: WarehouseTransaction, frame: pd.DataFrame, run_id: str) -> None:
-    accepted = frame[frame["outcome"] == "accepted"]
-    record_accepted_profiles(
-        tx, accepted.rename(columns={"key": "identity"})[["identity", "payload_hash", "contact_id"]]
-    )
-    clear_rejections(tx, "profile", accepted["key"].tolist())
-    rejected = frame[frame["outcome"].isin(["rejected", "rejected_locally"])]
-    record_rejections(tx, _rejection_rows(rejected, "profile", run_id))
 
 
 @dg.asset(
@@ -488,7 +502,11 @@ def clevertap_event_sync(
     counts = {"accepted": 0, "rejected": 0, "rejected_locally": 0, "failed": 0, "dry_run": 0}
     requests = 0
     outcomes: list[pd.DataFrame] = []
-    by_id = batches.set_index("event_id") if len(batches) else batches
+    deal_of = (
+        dict(zip(batches["event_id"].tolist(), batches["deal_id"].tolist(), strict=True))
+        if len(batches)
+        else {}
+    )
 
     for _, batch in events.groupby("batch") if len(events) else []:
         items = [
@@ -500,7 +518,7 @@ def clevertap_event_sync(
                 count_attempt(tx, batch["event_id"].tolist())
         report = client.upload(items, retry_uncertain=False)
         requests += report.requests
-        frame = _event_outcome_frame(report.as_frame(), by_id)
+        frame = _with_zoho_ids(report.as_frame(), deal_of)
         outcomes.append(frame)
         for name, count in report.counts.items():
             counts[name] += count
@@ -592,7 +610,7 @@ def _record_event_outcomes(tx: WarehouseTransaction, frame: pd.DataFrame, run_id
         ),
     )
     clear_rejections(tx, "event", frame.loc[frame["outcome"] == "accepted", "key"].tolist())
-    rejected = frame[frame["outcome"].isin(["rejected", "rejected_locally"])]
+    rejected = frame[frame["outcome"].isin(REFUSED)]
     record_rejections(tx, _rejection_rows(rejected, "event", run_id))
 
 
@@ -602,26 +620,10 @@ def _event_record(row: Any, context: dg.AssetExecutionContext) -> dict[str, Any]
     )
 
 
-def _outcome_frame(result: BatchResult | None, by_identity: pd.DataFrame) -> pd.DataFrame:
-    outcomes = result.outcomes if result is not None else ()
-    frame = pd.DataFrame(
-        {
-            "key": pd.array([o.key for o in outcomes], dtype="str"),
-            "outcome": pd.array([o.outcome for o in outcomes], dtype="str"),
-            "code": pd.array([o.code for o in outcomes], dtype="Int64"),
-            "error": pd.array([o.error for o in outcomes], dtype="str"),
-            "batch": pd.array([o.batch for o in outcomes], dtype="Int64"),
-        }
-    )
-    frame["contact_id"] = frame["key"].map(by_identity["contact_id"]).astype("str")
-    frame["payload_hash"] = frame["key"].map(by_identity["payload_hash"]).astype("str")
-    return frame
-
-
-def _event_outcome_frame(report: pd.DataFrame, by_id: pd.DataFrame) -> pd.DataFrame:
-    frame = report.copy()
-    frame["contact_id"] = frame["key"].map(by_id["deal_id"]).astype("str")
-    return frame
+def _with_zoho_ids(outcomes: pd.DataFrame, zoho_id_of: Mapping[str, str]) -> pd.DataFrame:
+    """Upload outcomes (`UploadReport.as_frame`) with the Zoho id of each record's key in
+    `contact_id` (a Contact for profiles, a Deal for events)."""
+    return outcomes.assign(contact_id=outcomes["key"].map(zoho_id_of).astype("str"))
 
 
 def _rejection_rows(rejected: pd.DataFrame, kind: str, run_id: str) -> pd.DataFrame:
@@ -653,11 +655,7 @@ def _sync_metadata(
         "clevertap requests": requests,
         "rejection share": round(rejected / max(sent + counts.get("rejected_locally", 0), 1), 4),
     }
-    refused = (
-        outcomes[outcomes["outcome"].isin(["rejected", "rejected_locally"])]
-        if len(outcomes)
-        else outcomes
-    )
+    refused = outcomes[outcomes["outcome"].isin(REFUSED)] if len(outcomes) else outcomes
     if len(refused):
         preview = refused.head(PREVIEW_ROWS)
         metadata["rejections (preview)"] = dg.MetadataValue.md(

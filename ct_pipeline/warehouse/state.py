@@ -99,9 +99,8 @@ def record_accepted_profiles(tx: WarehouseTransaction, accepted: pd.DataFrame) -
     """
     if accepted.empty:
         return
-    rows = accepted[["identity", "payload_hash", "contact_id"]].assign(
-        pushed_at=_now(), seq=time.time_ns()
-    )
+    # `seq` (nanoseconds since the epoch) orders the batches and becomes `pushed_at` on folding.
+    rows = accepted[["identity", "payload_hash", "contact_id"]].assign(seq=time.time_ns())
     tx.append(PUSH_JOURNAL, rows)
 
 
@@ -115,9 +114,9 @@ def fold_accepted_profiles(warehouse: WarehouseResource) -> int:
         if journal.empty:
             return 0
         newest = journal.sort_values("seq", kind="stable").drop_duplicates("identity", keep="last")
-        rows = newest.sort_values("identity")[
-            ["identity", "payload_hash", "contact_id", "pushed_at"]
-        ]
+        newest = newest.assign(pushed_at=pd.to_datetime(newest["seq"], unit="ns", utc=True))
+        columns = ["identity", "payload_hash", "contact_id", "pushed_at"]
+        rows = newest.sort_values("identity")[columns]
         tx.upsert(PUSHED_PROFILES, rows, key=["identity"])
         # Only the batches read here: another process may have journalled one since.
         tx.execute_in(f"DELETE FROM {PUSH_JOURNAL} WHERE seq IN :keys", journal["seq"].unique())
@@ -133,6 +132,13 @@ def record_rejections(tx: WarehouseTransaction, rejections: pd.DataFrame) -> Non
     if rejections.empty:
         return
     tx.upsert(REJECTIONS, rejections.assign(rejected_at=_now()), key=["kind", "record_key"])
+
+
+def rejected_keys(warehouse: WarehouseResource, kind: str) -> set[str]:
+    """The record keys of `kind` (profile or event) whose last answer was a rejection."""
+    if not warehouse.table_exists(REJECTIONS):
+        return set()
+    return set(warehouse.read_rows(REJECTIONS, "kind", [kind], ["record_key"])["record_key"])
 
 
 def clear_rejections(tx: WarehouseTransaction, kind: str, record_keys: Iterable[str]) -> None:
