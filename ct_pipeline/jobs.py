@@ -11,9 +11,11 @@ nightly_full_sync = dg.define_asset_job(
     name="nightly_full_sync",
     selection=SYNC_SELECTION,
     description=(
-        "Re-reads every synced Zoho module (Bulk Read for large ones), rebuilds identities and "
-        "profiles, and pushes what changed since the last accepted push. Safe to run twice: the "
-        "second run uploads nothing."
+        "Re-reads every synced Zoho module whole (Bulk Read for large ones), applies what "
+        "differs from the warehouse (edits the Modified_Time cursor missed, deletions), derives "
+        "again the identities and profiles those records touch, and pushes what changed since "
+        "the last accepted push. Safe to run twice: the second run uploads nothing. Tag a run "
+        "ct_pipeline/full_derivation=true to rebuild every derived table."
     ),
     tags={FULL_REFRESH_TAG: "true", SYNC_TAG: "true"},
     # One process: the steps share a warehouse connection pool and start in milliseconds.

@@ -22,7 +22,7 @@ from ct_pipeline.assets.common import (
     OWNERS,
     WAREHOUSE_KIND,
     is_dry_run,
-    is_full_refresh,
+    is_full_derivation,
     mask_identity,
     warehouse_table_metadata,
 )
@@ -115,8 +115,9 @@ def deal_stage_events(
     changed_deals = queued_changes(warehouse, DEAL_CHANGES)
     everything = (
         first_sync
-        or is_full_refresh(context)
+        or is_full_derivation(context)
         or full_derivation_pending(warehouse, DEAL_CHANGES)
+        or incremental.configuration_changed(warehouse, DEAL_CHANGES, config)
         or len(changed_deals) > incremental.MAX_QUEUED_RECORDS
     )
     if everything:
@@ -140,6 +141,8 @@ def deal_stage_events(
         tx.upsert(STAGE_SNAPSHOT, current, key=["deal_id"])
         tx.replace_table(EVENTS_TABLE, _events_table(outbox), key=["event_id"])
         clear_changes(tx, DEAL_CHANGES, None if everything else changed_deals)
+        if everything:
+            incremental.record_configuration(tx, DEAL_CHANGES, config)
 
     crash_point("after_stage_snapshot")
     held = int((outbox["status"] == HELD).sum()) if len(outbox) else 0

@@ -9,9 +9,11 @@ CLEVERTAP_POOL = "clevertap_api"
 # The Dagster kind of the warehouse, fixed when the code location loads.
 WAREHOUSE_KIND = WarehouseResource().kind
 
-# Run tags that steer a run. The nightly job sets FULL_REFRESH_TAG; any run may set DRY_RUN_TAG.
+# Run tags that steer a run. The nightly job sets FULL_REFRESH_TAG; any run may set DRY_RUN_TAG,
+# or FULL_DERIVATION_TAG to rebuild every derived table instead of what changed.
 FULL_REFRESH_TAG = "ct_pipeline/full_refresh"
 DRY_RUN_TAG = "ct_pipeline/dry_run"
+FULL_DERIVATION_TAG = "ct_pipeline/full_derivation"
 SYNC_TAG = "ct_pipeline/sync"
 OWNERS = ["team:data-engineering"]
 
@@ -19,6 +21,11 @@ OWNERS = ["team:data-engineering"]
 def is_full_refresh(context: dg.AssetExecutionContext) -> bool:
     """Whether this run re-reads the Zoho modules instead of reading what changed."""
     return _tag_is_true(context, FULL_REFRESH_TAG)
+
+
+def is_full_derivation(context: dg.AssetExecutionContext) -> bool:
+    """Whether this run rebuilds the derived tables whole, whatever changed."""
+    return _tag_is_true(context, FULL_DERIVATION_TAG)
 
 
 def is_dry_run(context: dg.AssetExecutionContext) -> bool:

@@ -83,7 +83,7 @@ def contact_identities(
     queued = incremental.queued_people(warehouse)
     downstream = [MEMBERS_TABLE, LINKS_TABLE, REVIEW_TABLE, PROFILE_TABLE]
     everything = incremental.must_derive_everything(
-        context, warehouse, queued, [IDENTITIES_TABLE, *downstream]
+        context, warehouse, queued, [IDENTITIES_TABLE, *downstream], config
     )
     if everything:
         identities = identify(person_records(warehouse), config)
@@ -93,11 +93,11 @@ def contact_identities(
                 tx.create_index(IDENTITIES_TABLE, columns)
             # Until the last derivation asset finished, later runs derive everything too.
             request_full_derivation(tx, [PERSON_CHANGES])
-            incremental.record_mode(tx, context.run.run_id, everything=True)
+            incremental.record_mode(tx, context.run.run_id, everything=True, config=config)
     else:
         identities = _identify_queued(warehouse, queued, config)
         with warehouse.transaction() as tx:
-            incremental.record_mode(tx, context.run.run_id, everything=False)
+            incremental.record_mode(tx, context.run.run_id, everything=False, config=config)
 
     contacts = identities[identities["module"] == "Contacts"]
     identified = int(contacts["identity"].notna().sum())

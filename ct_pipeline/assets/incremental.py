@@ -9,12 +9,15 @@ records than the limit are counted over the whole table and do not link, and a r
 group mates come along. Above `MAX_QUEUED_RECORDS` queued records a full recompute is cheaper.
 """
 
+import hashlib
+import importlib.metadata
 from collections.abc import Iterable
 
 import dagster as dg
 import pandas as pd
 
-from ct_pipeline.assets.common import is_full_refresh
+from ct_pipeline.assets.common import is_full_derivation
+from ct_pipeline.config import SyncConfig
 from ct_pipeline.identity import emails, normalize_emails, normalize_phones, phones
 from ct_pipeline.warehouse import WarehouseResource, WarehouseTransaction
 from ct_pipeline.warehouse.state import PERSON_CHANGES, full_derivation_pending, queued_changes
@@ -30,6 +33,7 @@ KEY = ["module", "zoho_id"]
 GROUPING_REGION = "IN"
 UNLINKABLE_EMAIL_RISKS = frozenset({emails.PLACEHOLDER, emails.ROLE_ACCOUNT})
 MODE_KEY = "derivation.person.mode"
+CONFIG_KEY = "derivation.{kind}.configuration"
 
 
 def must_derive_everything(
@@ -37,20 +41,45 @@ def must_derive_everything(
     warehouse: WarehouseResource,
     queued: pd.DataFrame,
     tables: Iterable[str],
+    config: SyncConfig,
 ) -> bool:
-    """Whether this run recomputes the person tables whole: nightly, before the first
-    derivation, after a full re-read of a Zoho module, or when more changed than
-    `MAX_QUEUED_RECORDS`. Decided once per run, by the first derivation asset."""
-    if is_full_refresh(context) or full_derivation_pending(warehouse, PERSON_CHANGES):
+    """Whether this run recomputes the person tables whole: before the first derivation, when
+    a Zoho table was replaced whole, when the sync configuration (or ct_pipeline) changed since
+    the last full derivation, when more changed than `MAX_QUEUED_RECORDS`, or when the run
+    asks for it (FULL_DERIVATION_TAG). Decided once per run, by the first derivation asset."""
+    if is_full_derivation(context) or full_derivation_pending(warehouse, PERSON_CHANGES):
+        return True
+    if configuration_changed(warehouse, PERSON_CHANGES, config):
         return True
     if len(queued) > MAX_QUEUED_RECORDS:
         return True
     return not all(warehouse.table_exists(table) for table in tables)
 
 
-def record_mode(tx: WarehouseTransaction, run_id: str, everything: bool) -> None:
-    """Remember how this run derives, for the assets after the first."""
+def record_mode(
+    tx: WarehouseTransaction, run_id: str, everything: bool, config: SyncConfig
+) -> None:
+    """Remember how this run derives, for the assets after the first; a full derivation also
+    records the configuration it derives under."""
     tx.set_state(MODE_KEY, f"{run_id}:{'full' if everything else 'incremental'}")
+    if everything:
+        record_configuration(tx, PERSON_CHANGES, config)
+
+
+def configuration_changed(warehouse: WarehouseResource, kind: str, config: SyncConfig) -> bool:
+    """Whether the derivations of `kind` (person or deal) last ran whole under another sync
+    configuration or another ct_pipeline version: what they hold may no longer follow from it."""
+    return warehouse.get_state(CONFIG_KEY.format(kind=kind)) != _fingerprint(config)
+
+
+def record_configuration(tx: WarehouseTransaction, kind: str, config: SyncConfig) -> None:
+    """Note the configuration a full derivation of `kind` runs under."""
+    tx.set_state(CONFIG_KEY.format(kind=kind), _fingerprint(config))
+
+
+def _fingerprint(config: SyncConfig) -> str:
+    text = f"{importlib.metadata.version('ct_pipeline')}\n{config.model_dump_json()}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def derives_everything(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> bool:

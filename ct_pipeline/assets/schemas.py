@@ -42,6 +42,7 @@ def zoho_table_schema(module: str, fields: list[str]) -> dg.TableSchema:
             continue
         columns.append((field, ZOHO_FIELD_TYPES.get(field, "string"), f"Zoho field {field}"))
     columns.append(("...", "any", "plus the Zoho fields the profile mappings read (Contacts)"))
+    columns.append(("ct_row_hash", "integer", "hash of the record's fields, to find changes"))
     return _schema(*columns)
 
 

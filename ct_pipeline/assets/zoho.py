@@ -88,6 +88,8 @@ SAME_SECOND_GUARD = pd.Timedelta(minutes=5)
 # Modified_Time has one-second resolution.
 ONE_SECOND = timedelta(seconds=1)
 SETTLED_KEY = "zoho.{module}.cursor_settled"
+# A hash of each stored record, by which a full re-read finds the records that changed.
+ROW_HASH = "ct_row_hash"
 # Set once Zoho was seen returning a record stamped with the If-Modified-Since second itself.
 INCLUSIVE_KEY = "zoho.if_modified_since_includes_its_second"
 
@@ -122,9 +124,11 @@ def _module_asset(module: str) -> dg.AssetsDefinition:
             "dagster/column_schema": schemas.zoho_table_schema(module, MODULE_FIELDS[module])
         },
         description=(
-            f"Zoho CRM {module}, one row per record id, as the CRM holds them now. Incremental "
-            "runs read what changed since the stored Modified_Time cursor and apply deletions; "
-            "a full refresh (the nightly job) re-reads the module, with Bulk Read when large."
+            f"Zoho CRM {module}, one row per record id, as the CRM holds them now, with "
+            "ct_row_hash, a hash of the record's fields. Incremental runs read what changed "
+            "since the stored Modified_Time cursor and apply deletions; a full refresh (the "
+            "nightly job) re-reads the module, with Bulk Read when large, and applies the "
+            "records whose hash differs and the deletions."
         ),
     )
     def _extract(
@@ -153,7 +157,8 @@ def _module_asset(module: str) -> dg.AssetsDefinition:
         else:
             summary = _incremental(zoho, warehouse, module, table, fields, cursor, started)
         context.log.info(
-            f"{module}: {summary['records read']} read, {summary['records deleted']} deleted "
+            f"{module}: {summary['records read']} read, {summary['records changed']} "
+            f"changed, {summary['records deleted']} deleted "
             f"({'full refresh' if full else 'incremental'})"
         )
         usage = zoho.usage()
@@ -180,26 +185,57 @@ def _full_refresh(
     fields: list[str],
     started: datetime,
 ) -> dict[str, int]:
-    records = zoho.read_all(module, fields)
-    previous_ids = (
-        set(warehouse.read_table(table, columns=["id"])["id"])
-        if warehouse.table_exists(table)
-        else set()
-    )
-    vanished = sorted(previous_ids - set(records["id"]))
+    """Re-read the whole module and apply what differs from the stored table: changed and new
+    records are upserted and queued for derivation, vanished ones deleted. Where the table's
+    columns changed (a mapping was added or removed) or it has no row hashes yet, the table is
+    replaced and everything is derived again."""
+    records = with_row_hashes(zoho.read_all(module, fields))
+    stored_columns = warehouse.column_names(table)
+    hashed = [ROW_HASH] if ROW_HASH in stored_columns else []
+    stored = warehouse.read_table(table, columns=["id", *hashed]) if stored_columns else None
+    vanished = sorted(set(stored["id"]) - set(records["id"])) if stored is not None else []
+    comparable = set(stored_columns) == set(records.columns)
     cursor = _max_time(records["Modified_Time"]) if len(records) else started
     with warehouse.transaction() as tx:
-        tx.replace_table(table, records, key=["id"])
-        reference = CONTACT_REFERENCES.get(module)
-        if reference in records.columns:
-            tx.create_index(table, [reference])
-        request_full_derivation(tx)
+        if stored is None or not comparable:
+            tx.replace_table(table, records, key=["id"])
+            reference = CONTACT_REFERENCES.get(module)
+            if reference in records.columns:
+                tx.create_index(table, [reference])
+            request_full_derivation(tx)
+            changed = len(records)
+        else:
+            differs = records[ROW_HASH] != records["id"].map(stored.set_index("id")[ROW_HASH])
+            updates = records[differs.to_numpy(dtype=bool)]
+            _queue_for_derivation(tx, module, table, updates, vanished, only_modified=False)
+            tx.upsert(table, updates, key=["id"])
+            tx.delete_keys(table, "id", vanished)
+            tx.delete_keys(DELETED_RECORDS, "id", updates["id"].tolist())
+            changed = len(updates)
         _record_deletions(tx, module, pd.DataFrame({"id": vanished, "deleted_time": started}))
         write_cursor(tx, module, cursor)
         _write_settled(tx, module, settled(cursor, started))
         write_cursor(tx, module, started, kind="deleted")
     context.log.debug(f"{module}: cursor now {cursor.isoformat()}")
-    return {"records read": len(records), "records deleted": len(vanished)}
+    return {
+        "records read": len(records),
+        "records changed": changed,
+        "records deleted": len(vanished),
+    }
+
+
+def with_row_hashes(records: pd.DataFrame) -> pd.DataFrame:
+    """`records` with ROW_HASH: a 64-bit hash of every other column, the same for equal
+    records whether the records API or Bulk Read gave them."""
+    columns = sorted(column for column in records.columns if column != ROW_HASH)
+    normalised = {}
+    for column in columns:
+        values = records[column]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_convert("UTC").dt.as_unit("us")
+        normalised[column] = values
+    hashes = pd.util.hash_pandas_object(pd.DataFrame(normalised), index=False)
+    return records.assign(**{ROW_HASH: hashes.to_numpy().view("int64")})
 
 
 def _incremental(
@@ -221,9 +257,10 @@ def _incremental(
     deleted_since = read_cursor(warehouse, module, kind="deleted") or cursor
     deleted = zoho.read_deleted(module, since=deleted_since)
     gone = _not_restored(deleted, read.records)
+    records = with_row_hashes(read.records)
     with warehouse.transaction() as tx:
-        _queue_for_derivation(tx, module, table, read.records, deleted["id"].tolist())
-        tx.upsert(table, read.records, key=["id"])
+        _queue_for_derivation(tx, module, table, records, deleted["id"].tolist())
+        tx.upsert(table, records, key=["id"])
         removed = tx.delete_keys(table, "id", gone["id"].tolist())
         # A record read now is live in Zoho, whatever an earlier run saw deleted.
         if len(read.records):
@@ -237,7 +274,11 @@ def _incremental(
         )
         if len(deleted):
             write_cursor(tx, module, _max_time(deleted["deleted_time"]), kind="deleted")
-    return {"records read": len(read.records), "records deleted": removed}
+    return {
+        "records read": len(read.records),
+        "records changed": len(read.records),
+        "records deleted": removed,
+    }
 
 
 def settled(cursor: datetime, read_started: datetime) -> bool:
@@ -263,19 +304,26 @@ def _not_restored(deleted: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
 
 
 def _queue_for_derivation(
-    tx: WarehouseTransaction, module: str, table: str, records: pd.DataFrame, deleted: list[str]
+    tx: WarehouseTransaction,
+    module: str,
+    table: str,
+    records: pd.DataFrame,
+    deleted: list[str],
+    only_modified: bool = True,
 ) -> None:
     """Queue the person records these changes touch, before the rows are overwritten: the
     records themselves (Contacts, Leads), or the Contacts a Deal or Case belonged to before and
-    after the change. A record read again with the Modified_Time already stored (Zoho's cursor
-    is inclusive, so its last second is read again) has not changed and is not queued."""
+    after the change. With `only_modified`, a record read again with the Modified_Time already
+    stored (Zoho's cursor is inclusive, so its last second is read again) has not changed and is
+    not queued; a full re-read passes only records whose content changed, and queues them all
+    (a renamed Account changes its Contacts without touching their Modified_Time)."""
     reference = CONTACT_REFERENCES.get(module)
     if module not in ("Contacts", "Leads") and reference is None:
         return
     ids = [*map(str, records["id"])] if len(records) else []
     columns = ["id", "Modified_Time"] + ([reference] if reference else [])
     before = tx.read_rows(table, "id", [*ids, *map(str, deleted)], columns=columns)
-    if len(records):
+    if len(records) and only_modified:
         stored = pd.to_datetime(before.set_index("id")["Modified_Time"], utc=True)
         modified = pd.to_datetime(records["Modified_Time"], utc=True)
         # An edit in the same second as the stored one leaves Modified_Time equal: recent

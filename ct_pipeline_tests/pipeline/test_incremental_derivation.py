@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import requests
 
+from ct_pipeline.assets.common import FULL_DERIVATION_TAG
 from ct_pipeline_tests.pipeline.conftest import Pipeline
 
 # The derived tables, each with the columns that identify a row.
@@ -118,7 +119,7 @@ def test_an_incremental_run_derives_what_a_full_recompute_derives(pipeline: Pipe
     assert 0 < derived <= queued_at_most(incremental)
     assert derived < len(after_incremental["contact_identities"]) / 2
 
-    assert pipeline.run("nightly_full_sync").success
+    assert pipeline.run("nightly_full_sync", tags={FULL_DERIVATION_TAG: "true"}).success
     recomputed = derived_tables(pipeline)
     for name in DERIVED:
         pd.testing.assert_frame_equal(after_incremental[name], recomputed[name], obj=name)
