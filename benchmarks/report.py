@@ -219,6 +219,10 @@ def _machines(results: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     for benchmark in results.values():
         for result in benchmark.values():
             machine = result.get("machine", {})
+            # Some benchmarks record only their load and Python: they ran on a machine listed
+            # by the others.
+            if machine.get("memory_gb") is None:
+                continue
             line = (
                 f"- {machine.get('cpus')} CPUs, {machine.get('memory_gb')} GB RAM, Python "
                 f"{machine.get('python')}, {machine.get('platform')}"
