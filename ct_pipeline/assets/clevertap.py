@@ -34,7 +34,7 @@ from ct_pipeline.assets.segments import profile_attributes
 from ct_pipeline.assets.zoho import TABLES, zoho_deals
 from ct_pipeline.clevertap import CleverTapResource, UploadItem
 from ct_pipeline.clevertap.payloads import build_event_record, build_profile_records
-from ct_pipeline.clevertap.results import BatchResult, UploadReport
+from ct_pipeline.clevertap.results import BatchResult, TriggerResult, UploadReport
 from ct_pipeline.config import SyncConfig, SyncConfigResource
 from ct_pipeline.crashpoints import crash_point
 from ct_pipeline.warehouse import WarehouseResource, WarehouseTransaction
@@ -548,25 +548,33 @@ def clevertap_event_sync(
         if report.fatal_error:
             raise dg.Failure(description=f"CleverTap refused the upload: {report.fatal_error}")
 
-    for row in campaigns.itertuples(index=False):
+    # Triggers go out a batch at a time, several in flight: a batch is marked sending before
+    # its requests leave and its answers are stored together, so a run killed mid-batch leaves
+    # at most one batch with an unknown outcome, as for events.
+    for start in range(0, len(campaigns), client.batch_size):
+        chunk = campaigns.iloc[start : start + client.batch_size]
         if not dry_run:
             with warehouse.transaction() as tx:
-                count_attempt(tx, [row.event_id])
-        properties = orjson.loads(row.payload)
-        result = client.trigger_campaign(row.name, [row.identity], properties)
-        requests += result.requests
-        status = {"accepted": SENT, "dry_run": PENDING}.get(result.status, PENDING)
-        counts[result.status if result.status != "failed" else "failed"] += 1
+                count_attempt(tx, chunk["event_id"].tolist())
+        results = client.trigger_campaigns(
+            [
+                (row.name, [row.identity], orjson.loads(row.payload))
+                for row in chunk.itertuples(index=False)
+            ]
+        )
+        for result in results:
+            requests += result.requests
+            counts[result.status] += 1
         if not dry_run:
             with warehouse.transaction() as tx:
                 set_outbox_status(
                     tx,
                     pd.DataFrame(
                         {
-                            "event_id": [row.event_id],
-                            "status": [status],
-                            "code": [result.code],
-                            "error": [result.error],
+                            "event_id": chunk["event_id"].tolist(),
+                            "status": [_trigger_status(result) for result in results],
+                            "code": [result.code for result in results],
+                            "error": [result.error for result in results],
                         }
                     ),
                 )
@@ -589,10 +597,21 @@ def clevertap_event_sync(
     )
     if failed_triggers:
         raise dg.Failure(
-            description=f"{failed_triggers} of {len(campaigns)} campaign triggers failed; they "
-            "stay pending and the next run sends them"
+            description=f"{failed_triggers} of {len(campaigns)} campaign triggers failed; the "
+            "next run sends them, or, where CleverTap may have acted, resends or holds them as "
+            "clevertap.unknown_outcome_policy says"
         )
     return dg.MaterializeResult(metadata=_sync_metadata(counts, requests, every, dry_run))
+
+
+def _trigger_status(result: TriggerResult) -> str:
+    """The outbox status a campaign trigger's answer leaves: sent, pending again, or sending
+    (an unknown outcome) when CleverTap may have acted on a request that failed."""
+    if result.status == "accepted":
+        return SENT
+    if result.status == "failed" and result.maybe_delivered:
+        return SENDING
+    return PENDING
 
 
 def _fail_on_undelivered(outcomes: pd.DataFrame, what: str, next_step: str) -> None:

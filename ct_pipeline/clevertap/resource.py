@@ -261,7 +261,20 @@ class CleverTapResource(dg.ConfigurableResource):
             error=response.describe_failure(),
             requests=response.attempts,
             body=body,
+            maybe_delivered=response.uncertain,
         )
+
+    def trigger_campaigns(
+        self, triggers: Sequence[tuple[str | int, Sequence[str], Mapping[str, Any] | None]]
+    ) -> list[TriggerResult]:
+        """`trigger_campaign` for each (campaign id, identities, properties), up to
+        `lookup_concurrency` in flight; the results in the order given."""
+        if not triggers:
+            return []
+        with ThreadPoolExecutor(
+            max_workers=self.lookup_concurrency, thread_name_prefix="clevertap-trigger"
+        ) as pool:
+            return list(pool.map(lambda trigger: self.trigger_campaign(*trigger), triggers))
 
     def usage(self) -> dict[str, int]:
         """HTTP requests made by this resource so far (retries included), by endpoint path."""

@@ -126,7 +126,11 @@ class UploadReport:
 
 @dataclass(frozen=True)
 class TriggerResult:
-    """What CleverTap said to an external-trigger request (`status` "accepted" = queued)."""
+    """What CleverTap said to an external-trigger request (`status` "accepted" = queued).
+
+    `maybe_delivered` marks a failure after which CleverTap may still have queued the campaign
+    (a timeout or a 5xx answer).
+    """
 
     campaign_id: str
     recipients: int
@@ -135,6 +139,7 @@ class TriggerResult:
     error: str | None = None
     requests: int = 0
     body: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    maybe_delivered: bool = False
 
 
 def batch_outcomes(

@@ -102,6 +102,26 @@ def test_a_stage_change_pushes_one_event_with_its_previous_stage(pipeline: Pipel
     assert outbox["status"].tolist() == ["sent"]
 
 
+def test_a_stage_with_a_campaign_triggers_it_once_for_the_deal_owner(pipeline: Pipeline):
+    sync_then_count(pipeline)
+    deal = pushed_contact_deal(pipeline)
+    profiles = pipeline.warehouse.read_table("profile_attributes")
+    identity = profiles.set_index("crm_contact_id").loc[deal["Contact_Name_id"], "identity"]
+
+    pipeline.zoho("POST", "records/Deals", [{"id": deal["id"], "Stage": "Approved"}])
+    assert pipeline.run("incremental_sync").success
+    assert pipeline.run("incremental_sync").success
+
+    (trigger,) = pipeline.clevertap("GET", "triggers")["triggers"]
+    # The packaged configuration fires campaign 1700000001 on Approved.
+    assert str(trigger["campaign_id"]) == "1700000001"
+    assert trigger["to"] == {"identity": [identity]}
+    assert trigger["ExternalTrigger"]["deal_id"] == deal["id"]
+    outbox = pipeline.warehouse.read_table("event_outbox")
+    assert sorted(outbox["kind"]) == ["campaign", "event"]
+    assert set(outbox["status"]) == {"sent"}
+
+
 def test_an_open_high_priority_case_sets_the_escalation_flag_and_closing_it_clears_it(
     pipeline: Pipeline,
 ):
