@@ -161,10 +161,14 @@ def _slowest_steps(results: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
         return []
     size = max(full_syncs)
     steps = list(full_syncs[size][0]["steps"].items())[:8]
-    return [
+    marked = any(mark for _, _, mark in full_syncs.values())
+    footnote = [
         "",
         "Rows marked * are the first run of `nightly_rerun` at that size (the same job on an "
         "empty warehouse; its load figure is the rerun's).",
+    ]
+    return [
+        *(footnote if marked else []),
         "",
         f"Slowest steps at {size:,} contacts (s): "
         + ", ".join(f"{name} {seconds:.1f}" for name, seconds in steps)
