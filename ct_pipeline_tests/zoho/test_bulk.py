@@ -4,6 +4,7 @@ import itertools
 
 import pandas as pd
 
+from ct_pipeline.assets.zoho import ROW_HASH, with_row_hashes
 from ct_pipeline.zoho.bulk import FIRST_POLL_SECONDS, download_pacer, poll_waits
 from ct_pipeline_tests.zoho.conftest import CONTACT_FIELDS
 
@@ -19,6 +20,10 @@ def test_bulk_read_gives_the_records_api_shape_and_values(sandbox):
     from_records = zoho.read_records("Contacts", CONTACT_FIELDS).records
 
     pd.testing.assert_frame_equal(_by_id(from_bulk), _by_id(from_records))
+    # So a nightly Bulk Read finds unchanged every record an incremental read stored.
+    bulk_hashes = with_row_hashes(from_bulk).set_index("id")[ROW_HASH]
+    record_hashes = with_row_hashes(from_records).set_index("id")[ROW_HASH]
+    assert bulk_hashes.sort_index().equals(record_hashes.sort_index())
 
 
 def test_bulk_read_follows_pages_past_the_per_job_limit(start_sandbox, crm):
