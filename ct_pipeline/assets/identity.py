@@ -307,9 +307,7 @@ def _regroup_queued(
         before["canonical_identity"].dropna()
     )
     others = warehouse.read_rows(MEMBERS_TABLE, "canonical_identity", claimed)
-    others = others[
-        [key not in scope for key in zip(others["module"], others["zoho_id"], strict=True)]
-    ]
+    others = others[~incremental.in_keys(others, scope)]
     members, others = _with_collisions(members, others)
     changed_others = others[others["status"] != others["status_before"]].drop(
         columns=["status_before"]

@@ -14,6 +14,7 @@ import importlib.metadata
 from collections.abc import Iterable
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from ct_pipeline.assets.common import is_full_derivation
@@ -111,7 +112,14 @@ def rows_for_keys(
     rows = warehouse.read_rows(table, "zoho_id", [zoho_id for _, zoho_id in wanted], columns)
     if rows.empty:
         return rows
-    return rows[[key in wanted for key in zip(rows["module"], rows["zoho_id"], strict=True)]]
+    return rows[in_keys(rows, wanted)]
+
+
+def in_keys(frame: pd.DataFrame, keys: set[tuple[str, str]]) -> np.ndarray:
+    """Which rows of a (module, zoho_id) frame have one of `keys`, as a boolean array (a list
+    would select columns instead of rows when empty)."""
+    pairs = zip(frame["module"], frame["zoho_id"], strict=True)
+    return np.fromiter((pair in keys for pair in pairs), dtype=bool, count=len(frame))
 
 
 def delete_keys(tx: WarehouseTransaction, table: str, keys: Iterable[tuple[str, str]]) -> None:
@@ -208,7 +216,7 @@ def duplicate_scope(
 
         values = pd.concat([link_values(current), before if first else None, _stored(current)])
         values = values.drop_duplicates(["kind", "value"])
-        values = values[[pair not in checked for pair in _pairs(values)]]
+        values = values[np.array([pair not in checked for pair in _pairs(values)], dtype=bool)]
         checked |= set(_pairs(values))
         first = False
 
@@ -216,12 +224,7 @@ def duplicate_scope(
         held_values = link_values(held) if len(held) else link_values(pd.DataFrame())
         held_values = held_values.merge(values[["kind", "value"]], on=["kind", "value"])
         now = held_values.groupby(["kind", "value"]).size()
-        seeds_now = held_values[
-            [
-                key in seeds
-                for key in zip(held_values["module"], held_values["zoho_id"], strict=True)
-            ]
-        ]
+        seeds_now = held_values[in_keys(held_values, seeds)]
         old = (
             now.sub(seeds_now.groupby(["kind", "value"]).size(), fill_value=0)
             .add(before.groupby(["kind", "value"]).size(), fill_value=0)

@@ -142,3 +142,17 @@ def test_an_incremental_run_without_crm_changes_leaves_the_derived_tables_as_the
     assert step_metadata(result, "contact_identities")["records derived"] <= queued_at_most(result)
     after = derived_tables(pipeline)
     assert_same_tables(before, after)
+
+
+def test_a_new_contact_with_no_phone_or_email_is_derived_into_the_review_queue(
+    pipeline: Pipeline,
+):
+    assert pipeline.run("nightly_full_sync").success
+    answer = pipeline.zoho("POST", "records/Contacts", [{"Last_Name": "Nophone"}])
+    created = answer["records"][0]["id"]
+
+    result = pipeline.run("incremental_sync")
+
+    assert result.success
+    queue = pipeline.warehouse.read_table("identity_review_queue").set_index("zoho_id")
+    assert queue.loc[created, "reason"] == "no_phone_or_email"
