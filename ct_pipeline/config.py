@@ -16,6 +16,8 @@ import dagster as dg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ct_pipeline.zoho.resource import DEFAULT_BULK_READ_THRESHOLD
+
 CONFIG_ENV_VAR = "CT_SYNC_CONFIG"
 EXAMPLE_CONFIG = "sync.example.yaml"
 
@@ -42,7 +44,7 @@ class ZohoSettings(_Section):
 
     modules: list[ZohoModule] = ["Contacts", "Leads", "Deals", "Cases"]
     profiles_from_leads: bool = False
-    bulk_read_threshold: Annotated[int, Field(ge=0)] = 50_000
+    bulk_read_threshold: Annotated[int, Field(ge=0)] = DEFAULT_BULK_READ_THRESHOLD
     max_concurrency: Annotated[int, Field(ge=1, le=25)] = 5
 
     @field_validator("modules")

@@ -84,7 +84,7 @@ def bulk_read(
     page = 1
     job_id: str | None = _create_job(session, module, query_fields, page, None)
     while job_id is not None:
-        result = _wait_for_job(session, job_id, poll_interval, timeout)
+        result = _wait_for_job(session, module, job_id, poll_interval, timeout)
         # Start the next page's job before downloading this one: it runs while we parse.
         job_id = None
         if result.get("more_records"):
@@ -154,12 +154,16 @@ def _create_job(
         query["page_token"] = page_token
     else:
         query["page"] = page
+    # Retried after a 5xx like a read (idempotent): a job only reads, so when Zoho had created
+    # it before the answer failed, the retry's second job costs another 50 credits and nothing
+    # else. Not retrying would fail the whole full refresh, whose re-run costs more than that.
     response = session.call(
         "POST",
         session.bulk_path(),
         kind="bulk_create",
         credits=CREDITS_PER_BULK_JOB,
         json={"query": query},
+        idempotent=True,
     )
     entries = (response.json() or {}).get("data") or [{}]
     job_id = (entries[0].get("details") or {}).get("id")
@@ -169,7 +173,7 @@ def _create_job(
 
 
 def _wait_for_job(
-    session: ZohoSession, job_id: str, poll_interval: float, timeout: float
+    session: ZohoSession, module: str, job_id: str, poll_interval: float, timeout: float
 ) -> Mapping[str, Any]:
     deadline = time.monotonic() + timeout
     for wait in poll_waits(poll_interval):
@@ -186,9 +190,12 @@ def _wait_for_job(
             return result
         if state == FAILED:
             error = (job.get("result") or {}).get("error_message") or {}
+            code = error.get("code") or "FAILURE"
+            reason = f"{code}: {error.get('message') or 'no reason given'}"
             raise ZohoError(
-                f"Bulk Read job {job_id} failed: {error.get('code', 'FAILURE')} "
-                f"{error.get('message', '')}".strip()
+                f"Bulk Read job {job_id} of {module} failed in Zoho ({reason[:200]}); nothing "
+                "of this read was kept: run it again, and if jobs keep failing, read the module "
+                "through the records API by raising bulk_read_threshold above its size"
             )
         if time.monotonic() > deadline:
             raise ZohoError(

@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 import tenacity
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 
 from ct_pipeline.zoho.datacenters import Hosts
 from ct_pipeline.zoho.token_store import SharedTokenStore, StoredToken
@@ -230,6 +230,10 @@ class ZohoSession:
                 "total_credits": sum(self._credits.values()),
                 "credits_remaining": self._credits_remaining,
             }
+
+    def mount(self, prefix: str, adapter: BaseAdapter) -> None:
+        """Send calls to URLs starting with `prefix` through `adapter` (as `Session.mount`)."""
+        self._http.mount(prefix, adapter)
 
     def close(self) -> None:
         """Close pooled connections."""

@@ -4,6 +4,12 @@ A read asks for explicit fields (at most 50 a call), 200 records a page, sorted 
 Modified_Time ascending. Past 2,000 records it follows `page_token`; a token chain reaches at
 most 100,000 records, so the read then starts a new window from the last Modified_Time seen and
 drops the duplicates by id. More than 50 fields are read as several chains and joined by id.
+
+A record edited while a read pages through the module moves to the end of the order, and is
+served again there. If Zoho's pages are offsets into the live order (COQL's OFFSET shares the
+page tokens' 100,000 cap, which suggests they are), the records behind it shift forward by one
+and one of them is never served. A read that sees a record served twice with different
+Modified_Times therefore reads again from that record's first Modified_Time.
 """
 
 from __future__ import annotations
@@ -48,6 +54,12 @@ MODIFIED_TIME = "Modified_Time"
 FRAME_BATCH_RECORDS = 10_000
 # Deleted-record ids are kept for 60 days (recycle bin) or 120 days (permanent) (v7 deleted docs).
 DELETED_TYPE = "all"
+# Get Records leaves converted Leads out unless `converted` says otherwise (true/false/both, v8
+# OAS `record.json`); Bulk Read exports them all. Reading both keeps the two paths' rows equal.
+CONVERTED_PARAMS = {"Leads": {"converted": "both"}}
+# Re-reads after records were seen moving; a module still moving after these is read again by
+# the next run, from the cursor the read returns.
+MAX_REPAIR_PASSES = 2
 
 CREDITS_PER_GET = 1  # "Each Get Records API call consumes one API credit" (Kaizen #60).
 # The vertical-solutions credit table lists 2 for "Get IDs of deleted records"; the CRM v7/v8
@@ -60,12 +72,26 @@ class ModuleTooLarge(ZohoError):
 
 
 @dataclass(frozen=True)
+class _Pass:
+    """One pass over a module: its records, and where records were seen moving."""
+
+    frame: pd.DataFrame
+    # The earliest Modified_Time (to the second) a moved record had when first served: records
+    # from this second on may have been passed over.
+    moved_since: datetime | None
+    moved: int
+
+
+@dataclass(frozen=True)
 class ZohoRead:
     """Records read from one module and the cursor to pass to the next incremental read.
 
     `cursor` is the greatest Modified_Time among the records, or the input cursor when nothing
-    changed. An incremental read re-reads the cursor's second (If-Modified-Since has one-second
-    resolution), so it can return records an earlier read already returned: upsert by id.
+    changed; every record modified at or before it was read. When records kept moving through
+    the re-reads (`held_back`), it is lower: the second before the first record that may have
+    been passed over, so the next read starts there. An incremental read re-reads the cursor's
+    second (If-Modified-Since has one-second resolution), so it can return records an earlier
+    read already returned: upsert by id.
     """
 
     records: pd.DataFrame
@@ -73,6 +99,10 @@ class ZohoRead:
     # True when Zoho returned a record stamped with the If-Modified-Since second itself: its
     # filter includes that second. Zoho documents "modified after"; this is what it did.
     server_inclusive: bool = False
+    # Records served twice with different Modified_Times (edited while the read was paging).
+    moved: int = 0
+    # The cursor stops short of the newest record read, because records were still moving.
+    held_back: bool = False
 
 
 def read_records(
@@ -101,32 +131,73 @@ def read_records(
     chain_fields = field_groups(wanted)
     since = _floor_second(modified_since) if modified_since is not None else None
 
-    header_since = None
-    if since is not None:
-        header_since = since if inclusive_since else since - TIME_RESOLUTION
+    def header_time(start: datetime) -> datetime:
+        return start if inclusive_since else start - TIME_RESOLUTION
 
-    def read_one(group: list[str]) -> pd.DataFrame:
-        return _read_chain(
-            session, module, group, schema, header_since, page_token_cap, give_up_after
+    def read_pass(start: datetime | None) -> _Pass:
+        header_since = header_time(start) if start is not None else None
+
+        def read_one(group: list[str]) -> _Pass:
+            return _read_chain(
+                session, module, group, schema, header_since, page_token_cap, give_up_after
+            )
+
+        if len(chain_fields) == 1:
+            return read_one(chain_fields[0])
+        workers = max(1, min(max_workers, len(chain_fields)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            chains = list(pool.map(read_one, chain_fields))
+        moved_since = [chain.moved_since for chain in chains if chain.moved_since is not None]
+        return _Pass(
+            _join_chains([chain.frame for chain in chains]),
+            min(moved_since) if moved_since else None,
+            sum(chain.moved for chain in chains),
         )
 
-    if len(chain_fields) == 1:
-        frame = read_one(chain_fields[0])
-    else:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(chain_fields)))) as pool:
-            frame = _join_chains(list(pool.map(read_one, chain_fields)))
+    def passed_over_from(done: _Pass) -> datetime | None:
+        # Records before `since` are the caller's already: a skip among them does not matter.
+        if done.moved_since is None or since is None:
+            return done.moved_since
+        return max(done.moved_since, since)
+
+    done = read_pass(since)
+    frame, moved, repair_from = done.frame, done.moved, passed_over_from(done)
+    for _ in range(MAX_REPAIR_PASSES):
+        if repair_from is None:
+            break
+        logger.info(
+            "%s: %d records were edited while the read paged past them; reading again from %s",
+            module,
+            moved,
+            _http_time(repair_from),
+        )
+        done = read_pass(repair_from)
+        frame = concat_unique([frame, done.frame])
+        moved, repair_from = moved + done.moved, passed_over_from(done)
 
     server_inclusive = False
     if since is not None and len(frame):
-        server_inclusive = bool((frame[MODIFIED_TIME] == pd.Timestamp(header_since)).any())
+        header_since = pd.Timestamp(header_time(since))
+        server_inclusive = bool((frame[MODIFIED_TIME] == header_since).any())
         frame = frame[frame[MODIFIED_TIME] >= pd.Timestamp(since)]
     cursor = modified_since
     if len(frame):
         cursor = frame[MODIFIED_TIME].max().to_pydatetime()
+    held_back = False
+    if repair_from is not None and cursor is not None:
+        held_back = True
+        cursor = min(cursor, repair_from - TIME_RESOLUTION)
+        logger.warning(
+            "%s kept changing while it was read; the next read starts again from %s",
+            module,
+            _http_time(repair_from),
+        )
     return ZohoRead(
         records=_requested_columns(frame, wanted, schema),
         cursor=cursor,
         server_inclusive=server_inclusive,
+        moved=moved,
+        held_back=held_back,
     )
 
 
@@ -157,6 +228,7 @@ def has_changes(session: ZohoSession, module: str, since: datetime) -> bool:
             "per_page": 1,
             "sort_by": MODIFIED_TIME,
             "sort_order": "desc",
+            **CONVERTED_PARAMS.get(module, {}),
         },
         headers={"If-Modified-Since": _http_time(since)},
     )
@@ -173,7 +245,12 @@ def read_deleted(session: ZohoSession, module: str, since: datetime | None) -> p
     headers = {"If-Modified-Since": _http_time(floor - TIME_RESOLUTION)} if floor else {}
     params: dict[str, Any] = {"type": DELETED_TYPE, "per_page": PER_PAGE}
     entries: list[dict[str, Any]] = []
-    for page, _ in _pages(session, module, "deleted", params, headers, CREDITS_PER_DELETED_GET):
+    # The deleted listing is documented with `page` alone and no 2,000-record limit (v7 deleted
+    # docs): it pages on however far the deletions go.
+    pages = _pages(
+        session, module, "deleted", params, headers, CREDITS_PER_DELETED_GET, discrete_limit=None
+    )
+    for page, _ in pages:
         entries.extend(page)
     frame = deleted_frame(entries)
     if floor is not None and len(frame):
@@ -231,7 +308,7 @@ def _read_chain(
     since: datetime | None,
     page_token_cap: int,
     give_up_after: int | None,
-) -> pd.DataFrame:
+) -> _Pass:
     frames: list[pd.DataFrame] = []
     batch: list[dict[str, Any]] = []
     read = 0
@@ -245,8 +322,25 @@ def _read_chain(
             batch = []
     if batch or not frames:
         frames.append(records_frame(batch, fields, schema))
+    every_copy = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    moved_since, moved = _moved_records(every_copy)
     # Windows overlap by a second and records move while we read: keep each id's latest copy.
-    return concat_unique(frames)
+    return _Pass(concat_unique([every_copy]), moved_since, moved)
+
+
+def _moved_records(every_copy: pd.DataFrame) -> tuple[datetime | None, int]:
+    """Where records served more than once changed Modified_Time between their copies: the
+    earliest Modified_Time they were first served with (to the second), and how many there are.
+    Copies with the same Modified_Time (window overlap) are not moves."""
+    if every_copy["id"].is_unique:
+        return None, 0
+    copies = every_copy.loc[every_copy["id"].duplicated(keep=False), ["id", MODIFIED_TIME]]
+    versions = copies.groupby("id")[MODIFIED_TIME].agg(["min", "nunique"])
+    moved = versions[versions["nunique"] > 1]
+    if moved.empty:
+        return None, 0
+    earliest = moved["min"].min().floor("s").to_pydatetime()
+    return earliest, len(moved)
 
 
 def _windows(
@@ -263,6 +357,7 @@ def _windows(
         "per_page": PER_PAGE,
         "sort_by": MODIFIED_TIME,
         "sort_order": "asc",
+        **CONVERTED_PARAMS.get(module, {}),
     }
     window_start = since
     while True:
@@ -309,9 +404,10 @@ def _pages(
     params: dict[str, Any],
     headers: dict[str, str],
     credits: int,
+    discrete_limit: int | None = DISCRETE_PAGE_LIMIT,
 ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
-    """Each page of one listing as (`data`, `more_records`): `page` up to 2,000 records, then
-    `page_token`."""
+    """Each page of one listing as (`data`, `more_records`): `page_token` where the API offers
+    one, else `page`, which reaches `discrete_limit` records (None: no limit)."""
     path = session.api_path(module, sub_path) if sub_path else session.api_path(module)
     kind = sub_path or "records"
     page = 1
@@ -336,9 +432,10 @@ def _pages(
         page_token = info.get("next_page_token") or None
         if not page_token:
             page += 1
-            if (page - 1) * int(params.get("per_page", PER_PAGE)) >= DISCRETE_PAGE_LIMIT:
+            reached = (page - 1) * int(params.get("per_page", PER_PAGE))
+            if discrete_limit is not None and reached >= discrete_limit:
                 raise ZohoError(
-                    f"{module} has more than {DISCRETE_PAGE_LIMIT} records to list but the API "
+                    f"{module} has more than {discrete_limit} records to list but the API "
                     "sent no next_page_token; check that ZOHO_API_DOMAIN serves API v7 or later"
                 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -34,6 +34,8 @@ class Pipeline:
     warehouse: WarehouseResource
     instance: dg.DagsterInstance
     config_path: str | None = None
+    # Settings of the Zoho client beyond the harness's own (e.g. bulk_read_threshold).
+    zoho_settings: dict[str, Any] = field(default_factory=dict)
 
     def resources(self, **clevertap_overrides: Any) -> dict[str, Any]:
         """Resources pointing at this test's emulators and warehouse."""
@@ -46,6 +48,7 @@ class Pipeline:
                 api_domain=self.sandbox.zoho.url,
                 retry_initial_wait=0.01,
                 retry_max_wait=0.05,
+                **self.zoho_settings,
             ),
             "clevertap": CleverTapResource(
                 account_id=credentials.SANDBOX_CLEVERTAP_ACCOUNT_ID,

@@ -98,10 +98,16 @@ def zoho(zoho_factory: Any) -> Zoho:
     return zoho_factory()
 
 
-def read_all(zoho: Zoho, params: dict[str, Any], headers: dict[str, str] | None = None) -> list:
-    """Follow page then page_token as a correct client does; returns every record."""
+def read_all(
+    zoho: Zoho,
+    params: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    page_token: str | None = None,
+) -> list:
+    """Follow page then page_token as a correct client does (from `page_token` when given);
+    returns every record."""
     records: list = []
-    query = dict(params)
+    query = dict(params, page_token=page_token) if page_token else dict(params)
     while True:
         response = zoho.get("/crm/v8/Contacts", params=query, headers=headers or {})
         if response.status_code in (204, 304):
@@ -169,6 +175,39 @@ def test_missing_authorization_header_is_401(zoho: Zoho) -> None:
 
     assert response.status_code == 401
     assert response.json()["status"] == "error"
+
+
+def test_a_live_token_sent_as_bearer_is_refused_as_zoho_does(zoho: Zoho) -> None:
+    token = zoho.session.headers["Authorization"].removeprefix("Zoho-oauthtoken ")
+
+    response = requests.get(
+        f"{zoho.url}/crm/v8/Contacts",
+        params={"fields": "Email"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "AUTHENTICATION_FAILURE"
+    assert "Zoho-oauthtoken" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("accounts_host", "api_domain"),
+    [
+        ("accounts.zoho.in", "https://www.zohoapis.in"),
+        ("accounts.zoho.eu", "https://www.zohoapis.eu"),
+        ("accounts.zohocloud.ca", "https://www.zohoapis.ca"),
+    ],
+)
+def test_token_request_addressed_to_a_data_centre_names_its_api_domain(
+    zoho: Zoho, accounts_host: str, api_domain: str
+) -> None:
+    response = requests.post(
+        f"{zoho.url}/oauth/v2/token", data=GRANT, headers={"Host": accounts_host}, timeout=30
+    )
+
+    assert response.json()["api_domain"] == api_domain
 
 
 def test_unknown_token_is_401_invalid_token(zoho: Zoho) -> None:
@@ -414,10 +453,16 @@ def test_page_token_cap_defaults_to_the_documented_100000() -> None:
 # If-Modified-Since, 204, 304 --------------------------------------------------------------------
 
 
-def test_if_modified_since_serves_records_modified_at_or_after_it(
-    zoho: Zoho, crm: SyntheticCrm
+@pytest.mark.parametrize("inclusive", [True, False], ids=["own-second", "after-it"])
+def test_if_modified_since_serves_records_modified_at_or_after_it_or_only_after(
+    zoho_factory: Any, crm: SyntheticCrm, inclusive: bool
 ) -> None:
-    cutoff = crm.contacts["Modified_Time"].dt.floor("s").sort_values().iloc[-50]
+    # Inclusive, as other connectors report Zoho is; or only after it, as Zoho documents.
+    zoho = zoho_factory(if_modified_since_inclusive=inclusive)
+    # A second some records share, with later ones after it.
+    seconds = crm.contacts["Modified_Time"].dt.floor("s")
+    shared = seconds[seconds.duplicated()].drop_duplicates().sort_values()
+    cutoff = shared.iloc[len(shared) // 2]
     header = cutoff.tz_convert("Asia/Kolkata").isoformat()
 
     records = read_all(
@@ -426,8 +471,8 @@ def test_if_modified_since_serves_records_modified_at_or_after_it(
         headers={"If-Modified-Since": header},
     )
 
-    expected = crm.contacts["Modified_Time"].dt.floor("s") >= cutoff
-    assert len(records) == int(expected.sum())
+    expected = seconds >= cutoff if inclusive else seconds > cutoff
+    assert 0 < len(records) == int(expected.sum())
     assert {r["id"] for r in records} == set(crm.contacts.loc[expected, "id"])
 
 
@@ -464,12 +509,24 @@ def test_ids_parameter_serves_only_those_records(zoho: Zoho, crm: SyntheticCrm) 
 def test_leads_leave_out_converted_leads_unless_asked(zoho: Zoho, crm: SyntheticCrm) -> None:
     params = {"fields": "Last_Name", "per_page": 200}
 
-    default = zoho.get("/crm/v8/Leads", params=params).json()["data"]
+    default = read_all_module(zoho, "Leads", params)
+    unconverted = read_all_module(zoho, "Leads", dict(params, converted="false"))
+    only_converted = read_all_module(zoho, "Leads", dict(params, converted="true"))
     both = read_all_module(zoho, "Leads", dict(params, converted="both"))
 
     converted = set(crm.leads.loc[crm.leads["Converted__s"], "id"])
-    assert not converted & {record["id"] for record in default}
+    assert converted
+    assert {record["id"] for record in default} == set(crm.leads["id"]) - converted
+    assert {record["id"] for record in unconverted} == set(crm.leads["id"]) - converted
+    assert {record["id"] for record in only_converted} == converted
     assert len(both) == len(crm.leads)
+
+
+def test_converted_must_be_true_false_or_both(zoho: Zoho) -> None:
+    response = zoho.get("/crm/v8/Leads", params={"fields": "Last_Name", "converted": "yes"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "INVALID_DATA"
 
 
 def read_all_module(zoho: Zoho, module: str, params: dict[str, Any]) -> list:
@@ -769,6 +826,48 @@ def test_admin_delete_shows_up_in_deleted_records(zoho: Zoho, crm: SyntheticCrm)
     assert zoho.get(f"/crm/v8/Contacts/{recycled}").status_code == 204
 
 
+def test_admin_mass_delete_lists_every_record_in_deleted_records(
+    zoho: Zoho, crm: SyntheticCrm
+) -> None:
+    gone = crm.contacts["id"].iloc[:250].tolist()
+
+    answer = zoho.admin("POST", "/records/Contacts/delete", json={"ids": gone})
+    first = zoho.get("/crm/v8/Contacts/deleted").json()
+    second = zoho.get("/crm/v8/Contacts/deleted", params={"page": 2}).json()
+
+    assert answer.status_code == 200
+    assert {entry["id"] for entry in first["data"] + second["data"]} == set(gone)
+    assert first["info"]["more_records"] and not second["info"]["more_records"]
+    assert zoho.get("/crm/v8/Contacts/actions/count").json()["count"] == len(crm.contacts) - 250
+
+
+def test_admin_mass_delete_of_an_unknown_id_deletes_nothing(zoho: Zoho, crm: SyntheticCrm) -> None:
+    ids = [crm.contacts["id"].iloc[0], "1234567890123456789"]
+
+    answer = zoho.admin("POST", "/records/Contacts/delete", json={"ids": ids})
+
+    assert answer.status_code == 404
+    assert zoho.get("/crm/v8/Contacts/deleted").status_code == 204
+
+
+def test_deleted_records_can_leave_out_the_if_modified_since_second(zoho_factory: Any) -> None:
+    exclusive = zoho_factory(if_modified_since_inclusive=False)
+    contact = exclusive.crm.contacts["id"].iloc[0]
+    exclusive.admin("DELETE", f"/records/Contacts/{contact}")
+    entry = exclusive.get("/crm/v8/Contacts/deleted").json()["data"][0]
+    second_before = datetime.fromisoformat(entry["deleted_time"]) - timedelta(seconds=1)
+
+    own_second = exclusive.get(
+        "/crm/v8/Contacts/deleted", headers={"If-Modified-Since": entry["deleted_time"]}
+    )
+    before = exclusive.get(
+        "/crm/v8/Contacts/deleted", headers={"If-Modified-Since": second_before.isoformat()}
+    )
+
+    assert own_second.status_code == 304
+    assert [e["id"] for e in before.json()["data"]] == [contact]
+
+
 def test_no_deletions_is_204(zoho: Zoho) -> None:
     assert zoho.get("/crm/v8/Cases/deleted").status_code == 204
 
@@ -837,6 +936,72 @@ def test_duplicate_in_pages_repeats_a_record_within_the_next_page(zoho: Zoho) ->
     plain = zoho.get("/crm/v8/Contacts", params=params).json()["data"]
 
     assert [record["id"] for record in doubled] == [r["id"] for r in plain] + [plain[0]["id"]]
+
+
+def test_a_lost_answer_is_carried_out_and_charged_but_answered_500(
+    zoho: Zoho, crm: SyntheticCrm
+) -> None:
+    contact = crm.contacts["id"].iloc[0]
+    zoho.admin("POST", "/faults", json={"lost_answers": 1})
+
+    lost = zoho.put(
+        "/crm/v8/Contacts", json={"data": [{"id": contact, "Lifecycle_Stage": "Churned"}]}
+    )
+
+    assert lost.status_code == 500
+    assert lost.json()["code"] == "INTERNAL_ERROR"
+    stored = zoho.admin("GET", f"/records/Contacts/{contact}").json()["record"]
+    assert stored["Lifecycle_Stage"] == "Churned"
+    stats = zoho.admin("GET", "/stats").json()
+    assert stats["credits"]["PUT /crm/v8/Contacts"] == 1
+    assert stats["faults_served"]["lost_answers"] == 1
+
+
+def test_touched_records_move_to_the_end_of_a_modified_time_read(zoho: Zoho) -> None:
+    params = {"fields": "Modified_Time", "sort_by": "Modified_Time", "sort_order": "asc"}
+    first_page = zoho.get("/crm/v8/Contacts", params=params).json()["data"]
+    oldest = first_page[0]["id"]
+
+    zoho.admin("POST", "/faults", json={"touch_records": {"Contacts": [oldest]}})
+    newest = zoho.get("/crm/v8/Contacts", params=dict(params, sort_order="desc")).json()
+
+    assert newest["data"][0]["id"] == oldest
+    assert newest["data"][0]["Modified_Time"] > first_page[0]["Modified_Time"]
+
+
+def test_an_edit_between_pages_shifts_the_offsets_and_one_record_is_never_served(
+    zoho: Zoho,
+) -> None:
+    params = {"fields": "Modified_Time", "sort_by": "Modified_Time", "sort_order": "asc"}
+    undisturbed = read_all(zoho, params)
+    first = zoho.get("/crm/v8/Contacts", params=params).json()
+
+    zoho.admin("POST", "/faults", json={"touch_records": {"Contacts": [first["data"][0]["id"]]}})
+    token = first["info"]["next_page_token"]
+    rest = read_all(zoho, params, page_token=token)
+
+    served = {record["id"] for record in first["data"] + rest}
+    never_served = {record["id"] for record in undisturbed} - served
+    # The record first in line on page 2 moved up onto page 1, which had been read already.
+    assert never_served == {undisturbed[200]["id"]}
+
+
+def test_faults_naming_unknown_records_are_refused(zoho: Zoho) -> None:
+    unknown = {"touch_records": {"Contacts": ["1234567890123456789"]}}
+
+    response = zoho.admin("POST", "/faults", json=unknown)
+
+    assert response.status_code == 400
+    assert "no Contacts record has id 1234567890123456789" in response.json()["error"]
+
+
+def test_credits_spent_elsewhere_count_against_the_days_allowance(zoho_factory: Any) -> None:
+    zoho = zoho_factory(daily_credit_limit=100)
+    zoho.admin("POST", "/faults", json={"credits_spent_elsewhere": 60})
+
+    response = zoho.get("/crm/v8/Contacts", params={"fields": "Email"})
+
+    assert response.headers["X-API-CREDITS-REMAINING"] == "39"
 
 
 def test_injected_slow_responses_take_that_long(zoho: Zoho) -> None:

@@ -88,6 +88,21 @@ def download_rows(url: str, session: requests.Session, job: dict[str, Any]) -> l
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def test_a_job_injected_to_fail_ends_in_failure_with_the_error_envelope(bulk_factory: Any) -> None:
+    url, session = bulk_factory()
+    requests.post(f"{url}/__sandbox/faults", json={"bulk_job_failures": 1}, timeout=30)
+    failing = create_job(url, session, {"module": {"api_name": "Deals"}})
+    healthy = create_job(url, session, {"module": {"api_name": "Deals"}})
+
+    job = session.get(f"{url}{READ}/{failing}", timeout=30).json()["data"][0]
+    download = session.get(f"{url}{READ}/{failing}/result", timeout=30)
+
+    assert job["state"] == "FAILURE"
+    assert set(job["result"]["error_message"]) == {"code", "details", "message", "status"}
+    assert download.status_code == 400
+    assert completed(url, session, healthy)["state"] == "COMPLETED"
+
+
 def test_create_job_answers_201_added_successfully(bulk: tuple[str, requests.Session]) -> None:
     url, session = bulk
 

@@ -73,6 +73,10 @@ class Sandbox:
         """Delete one record into the recycle bin."""
         self._admin("DELETE", f"/__sandbox/records/{module}/{record_id}")
 
+    def delete_many(self, module: str, record_ids: list[str]) -> None:
+        """Delete records into the recycle bin in one admin call, as a mass delete does."""
+        self._admin("POST", f"/__sandbox/records/{module}/delete", json={"ids": record_ids})
+
     def record(self, module: str, record_id: str) -> dict[str, Any]:
         """One record as the API would serve it, plus its Notes under "notes"."""
         answer = self._admin("GET", f"/__sandbox/records/{module}/{record_id}")
@@ -125,3 +129,16 @@ def start_sandbox(crm: SyntheticCrm) -> Iterator[Callable[..., Sandbox]]:
 def sandbox(start_sandbox: Callable[..., Sandbox]) -> Sandbox:
     """An emulator with Zoho's documented limits."""
     return start_sandbox()
+
+
+@pytest.fixture(params=[True, False], ids=["since-inclusive", "since-exclusive"])
+def since_inclusive(request: pytest.FixtureRequest) -> bool:
+    """Whether the emulator's If-Modified-Since lets its own second through (as Zoho is reported
+    to) or only later ones (as Zoho documents)."""
+    return request.param
+
+
+@pytest.fixture
+def since_sandbox(start_sandbox: Callable[..., Sandbox], since_inclusive: bool) -> Sandbox:
+    """An emulator with each of the two If-Modified-Since semantics in turn."""
+    return start_sandbox(if_modified_since_inclusive=since_inclusive)

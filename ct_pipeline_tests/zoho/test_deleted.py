@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from ct_pipeline.zoho import DELETED_COLUMNS
 
 
-def test_deleted_records_since_a_cursor_are_listed_with_documented_columns(sandbox, crm):
+def test_deleted_records_since_a_cursor_are_listed_with_documented_columns(since_sandbox, crm):
+    sandbox = since_sandbox
     zoho = sandbox.client()
     before = datetime.now(UTC) - timedelta(seconds=1)
     gone = list(crm.contacts["id"][:3])
@@ -20,7 +21,8 @@ def test_deleted_records_since_a_cursor_are_listed_with_documented_columns(sandb
     assert str(deleted["deleted_time"].dt.tz) == "UTC"
 
 
-def test_deletions_before_the_cursor_are_left_out(sandbox, crm):
+def test_deletions_before_the_cursor_are_left_out(since_sandbox, crm):
+    sandbox = since_sandbox
     zoho = sandbox.client()
     sandbox.delete("Contacts", crm.contacts["id"][0])
 
@@ -39,3 +41,17 @@ def test_deleted_record_leaves_the_full_read(sandbox, crm):
 
     assert gone not in set(records["id"])
     assert len(records) == len(crm.contacts) - 1
+
+
+def test_more_than_2000_deletions_since_the_cursor_are_all_listed(sandbox, crm):
+    zoho = sandbox.client()
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    gone = crm.contacts["id"][:2_100].tolist()
+    sandbox.delete_many("Contacts", gone)
+
+    deleted = zoho.read_deleted("Contacts", before)
+
+    assert sorted(deleted["id"]) == sorted(gone)
+    # The listing has no page token: pages 11 and 12 are asked for by `page`, as documented.
+    assert zoho.usage()["calls"]["deleted"] == 11
+    assert sandbox.stats()["statuses"].get("400", 0) == 0

@@ -86,8 +86,8 @@ def test_window_that_cannot_advance_raises_instead_of_looping(start_sandbox, crm
         )
 
 
-def test_nothing_changed_gives_empty_frame_and_keeps_the_cursor(sandbox):
-    read = sandbox.client().read_records("Contacts", CONTACT_FIELDS, modified_since=FUTURE)
+def test_nothing_changed_gives_empty_frame_and_keeps_the_cursor(since_sandbox):
+    read = since_sandbox.client().read_records("Contacts", CONTACT_FIELDS, modified_since=FUTURE)
 
     assert len(read.records) == 0
     assert list(read.records.columns) == output_columns(
@@ -96,7 +96,8 @@ def test_nothing_changed_gives_empty_frame_and_keeps_the_cursor(sandbox):
     assert read.cursor == FUTURE
 
 
-def test_incremental_read_returns_edits_and_advances_the_cursor(sandbox, crm):
+def test_incremental_read_returns_edits_and_advances_the_cursor(since_sandbox, crm):
+    sandbox = since_sandbox
     zoho = sandbox.client()
     first = zoho.read_records("Contacts", CONTACT_FIELDS)
     edited = list(crm.contacts["id"][:2])
@@ -111,7 +112,8 @@ def test_incremental_read_returns_edits_and_advances_the_cursor(sandbox, crm):
     assert len(second.records) < len(crm.contacts)
 
 
-def test_edit_in_the_same_second_as_the_cursor_is_not_lost(sandbox, crm):
+def test_edit_in_the_same_second_as_the_cursor_is_not_lost(since_sandbox, crm):
+    sandbox = since_sandbox
     zoho = sandbox.client()
     cursor_second = (_latest_modified(crm) + timedelta(days=1)).isoformat()
     first_id, second_id = crm.contacts["id"][:2]
@@ -129,7 +131,10 @@ def test_edit_in_the_same_second_as_the_cursor_is_not_lost(sandbox, crm):
     assert again.records.set_index("id").loc[second_id, "Last_Name"] == "Later"
 
 
-def test_a_read_reports_that_zoho_included_the_if_modified_since_second(sandbox, crm):
+def test_a_read_reports_whether_zoho_included_the_if_modified_since_second(
+    since_sandbox, since_inclusive, crm
+):
+    sandbox = since_sandbox
     zoho = sandbox.client()
     shared_second = _latest_modified(crm) + timedelta(days=1)
     ids = crm.contacts["id"][:3].tolist()
@@ -140,7 +145,7 @@ def test_a_read_reports_that_zoho_included_the_if_modified_since_second(sandbox,
     hedged = zoho.read_records("Contacts", ["Last_Name"], modified_since=after)
     exact = zoho.read_records("Contacts", ["Last_Name"], modified_since=after, inclusive_since=True)
 
-    assert hedged.server_inclusive
+    assert hedged.server_inclusive == since_inclusive
     assert len(hedged.records) == len(exact.records) == 0
     assert not exact.server_inclusive
     assert hedged.cursor == exact.cursor == after
@@ -188,3 +193,28 @@ def test_other_modules_flatten_their_lookups(sandbox, crm):
     assert deal["Contact_Name_name"] == truth.iloc[0]["Contact_Name.name"]
     assert {"Related_To_id", "Related_To_name"} <= set(cases.columns)
     assert pd.api.types.is_float_dtype(deals["Amount"])
+
+
+def test_the_client_works_unchanged_on_api_version_v7(sandbox, crm):
+    zoho = sandbox.client(api_version="v7", bulk_read_threshold=0)
+    contact_id = crm.contacts["id"][0]
+    sandbox.delete("Contacts", crm.contacts["id"][1])
+
+    read = zoho.read_records("Contacts", CONTACT_FIELDS)
+    bulk = zoho.read_all("Contacts", ["Last_Name"])
+    deleted = zoho.read_deleted("Contacts", None)
+    [outcome] = zoho.update_records("Contacts", [{"id": contact_id, "Lifecycle_Stage": "Churned"}])
+
+    assert len(read.records) == len(bulk) == len(crm.contacts) - 1
+    assert deleted["id"].tolist() == [crm.contacts["id"][1]]
+    assert outcome.ok
+    called = sandbox.stats()["calls"]
+    assert {name for name in called if "/v8/" in name} == set()
+    assert {
+        "GET /crm/v7/settings/fields",
+        "GET /crm/v7/Contacts",
+        "GET /crm/v7/Contacts/actions/count",
+        "POST /crm/bulk/v7/read",
+        "GET /crm/v7/Contacts/deleted",
+        "PUT /crm/v7/Contacts",
+    } <= set(called)

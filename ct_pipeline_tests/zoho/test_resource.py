@@ -1,10 +1,14 @@
 """The resource as Dagster and the pipeline use it: from the environment, inside a run."""
 
+from importlib import resources
+
 import dagster as dg
 import pytest
 
+from ct_pipeline.config import ZohoSettings, parse_sync_config
 from ct_pipeline.sandbox import credentials
 from ct_pipeline.zoho import ZohoCRMResource
+from ct_pipeline.zoho.resource import DEFAULT_BULK_READ_THRESHOLD
 
 SANDBOX_SECRETS = (
     credentials.SANDBOX_ZOHO_CLIENT_SECRET,
@@ -81,3 +85,14 @@ def test_usage_is_empty_before_any_call():
     zoho = ZohoCRMResource(client_id="i", client_secret="s", refresh_token="t")
 
     assert zoho.usage()["total_calls"] == 0 and zoho.usage()["total_credits"] == 0
+
+
+def test_the_bulk_read_threshold_has_one_default_everywhere():
+    resource = ZohoCRMResource(client_id="id", client_secret="secret", refresh_token="token")
+    packaged = parse_sync_config(
+        resources.files("ct_pipeline").joinpath("sync.example.yaml").read_text()
+    )
+
+    assert resource.bulk_read_threshold == DEFAULT_BULK_READ_THRESHOLD
+    assert ZohoSettings().bulk_read_threshold == DEFAULT_BULK_READ_THRESHOLD
+    assert packaged.zoho.bulk_read_threshold == DEFAULT_BULK_READ_THRESHOLD

@@ -61,32 +61,59 @@ def upsert_records(store: CrmStore, module: str, body: Any) -> Reply:
 
 def delete_record(store: CrmStore, module: str, record_id: str, kind: str) -> Reply:
     """Delete a record into the recycle bin (or permanently) and log it for `/deleted`."""
+    return delete_records(store, module, [record_id], kind)
+
+
+def delete_records(store: CrmStore, module: str, record_ids: list[str], kind: str) -> Reply:
+    """Delete records into the recycle bin (or permanently), all or none, and log them for
+    `/deleted`."""
     table = store.table(module)
     if kind not in ("recycle", "permanent"):
         return admin_error(400, "type must be recycle or permanent")
-    position = table.position(record_id)
-    if position is None:
-        return admin_error(404, f"no {table.name} record has id {record_id}")
-    row = table.frame.iloc[position]
+    record_ids = list(dict.fromkeys(record_ids))
+    found = {record_id: table.position(record_id) for record_id in record_ids}
+    missing = [record_id for record_id, position in found.items() if position is None]
+    if missing:
+        return admin_error(404, f"no {table.name} record has id {missing[0]}")
+    positions = [position for position in found.values() if position is not None]
     user = store.current_user
-    owner_id = row.get("Owner.id")
     permanent = kind == "permanent"
-    store.deleted[table.name].append(
-        {
-            "id": record_id,
-            "display_name": None if permanent else table.display_name(position),
-            "type": kind,
-            "deleted_by": None if permanent else {"name": user["name"], "id": user["id"]},
-            "created_by": None
-            if permanent or owner_id is None or pd.isna(owner_id)
-            else {"name": str(row.get("Owner.name")), "id": str(owner_id)},
-            "deleted_time": store.now(),
-        }
-    )
-    table.remove(position)
-    store.notes.pop(record_id, None)
-    store.stage_history.pop(record_id, None)
-    return Reply(200, {"module": table.name, "id": record_id, "deleted": kind})
+    now = store.now()
+    for record_id, position in zip(record_ids, positions, strict=True):
+        row = table.frame.iloc[position]
+        owner_id = row.get("Owner.id")
+        store.deleted[table.name].append(
+            {
+                "id": record_id,
+                "display_name": None if permanent else table.display_name(position),
+                "type": kind,
+                "deleted_by": None if permanent else {"name": user["name"], "id": user["id"]},
+                "created_by": None
+                if permanent or owner_id is None or pd.isna(owner_id)
+                else {"name": str(row.get("Owner.name")), "id": str(owner_id)},
+                "deleted_time": now,
+            }
+        )
+        store.notes.pop(record_id, None)
+        store.stage_history.pop(record_id, None)
+    table.remove(positions)
+    if len(record_ids) == 1:
+        return Reply(200, {"module": table.name, "id": record_ids[0], "deleted": kind})
+    return Reply(200, {"module": table.name, "ids": record_ids, "deleted": kind})
+
+
+def touch_records(store: CrmStore, module: str, record_ids: list[str]) -> None:
+    """Edit records without changing a field, as saving them in the Zoho UI does: their
+    Modified_Time moves to now."""
+    table = store.table(module)
+    now = store.now()
+    changes = {}
+    for record_id in record_ids:
+        position = table.position(record_id)
+        if position is None:
+            raise ZohoApiError(400, "INVALID_DATA", f"no {table.name} record has id {record_id}")
+        changes[position] = {"Modified_Time": now}
+    apply_changes(store, table, changes)
 
 
 def read_record(store: CrmStore, module: str, record_id: str) -> Reply:

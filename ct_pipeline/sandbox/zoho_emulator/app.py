@@ -24,7 +24,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ct_pipeline.sandbox.zoho_emulator import admin, bulk, metadata, records
-from ct_pipeline.sandbox.zoho_emulator.auth import ACCESS_TOKEN_TTL_SECONDS, TokenIssuer
+from ct_pipeline.sandbox.zoho_emulator.auth import (
+    ACCESS_TOKEN_TTL_SECONDS,
+    API_DOMAIN_BY_ACCOUNTS_HOST,
+    TokenIssuer,
+)
 from ct_pipeline.sandbox.zoho_emulator.limits import (
     BULK_READ_CREDITS,
     DEFAULT_CONCURRENCY,
@@ -74,6 +78,7 @@ def create_zoho_app(
     response_delay_seconds: float = 0.0,
     clock: Callable[[], datetime] | None = None,
     record_count: bool = True,
+    if_modified_since_inclusive: bool = True,
 ) -> Starlette:
     """A Starlette app serving the Zoho CRM API (v7 and v8) over a SyntheticCrm.
 
@@ -81,7 +86,9 @@ def create_zoho_app(
         crm: a `SyntheticCrm` (or anything with `module(name)` and a `users` DataFrame).
         token_ttl_seconds: lifetime of granted access tokens (`expires_in`).
         tz_offset: the org's offset that datetimes are printed with, e.g. "+05:30".
-        api_domain: the `api_domain` the token endpoint returns; default: this server's URL.
+        api_domain: the `api_domain` the token endpoint returns; default: the data centre's
+            API domain when the token request was addressed to a Zoho accounts host (routed
+            here by the client's transport), else this server's URL.
         concurrency_limit: calls in flight per org (Enterprise: 20); more answer 429.
         heavy_concurrency_limit: the sub-limit for heavy calls (10).
         daily_credit_limit: credits per rolling 24 h; None counts credits without a limit.
@@ -95,6 +102,10 @@ def create_zoho_app(
         clock: the time source (tz-aware UTC); defaults to the real clock.
         record_count: serve Get Record Count; False answers it as an unknown path, as an org
             whose edition or scopes lack it would, so clients must cope without it.
+        if_modified_since_inclusive: serve records (and deletions) modified in the
+            If-Modified-Since second itself, as Airbyte reports Zoho does; False serves only
+            those modified after it, as Zoho documents. Zoho's side is unconfirmed: clients
+            should be tested against both.
     """
     emulator = ZohoEmulator(
         crm,
@@ -114,6 +125,7 @@ def create_zoho_app(
         clock=clock or _utc_now,
     )
     emulator.record_count = record_count
+    emulator.if_modified_since_inclusive = if_modified_since_inclusive
     app = Starlette(
         routes=emulator.routes(),
         exception_handlers={404: _zoho_http_error, 405: _zoho_http_error},
@@ -272,6 +284,7 @@ class ZohoEmulator:
                 methods=["PUT"],
             ),
             Route("/__sandbox/records/{module}", self.admin_upsert, methods=["POST"]),
+            Route("/__sandbox/records/{module}/delete", self.admin_delete_many, methods=["POST"]),
             Route("/__sandbox/records/{module}/{record_id}", self.admin_read, methods=["GET"]),
             Route("/__sandbox/records/{module}/{record_id}", self.admin_delete, methods=["DELETE"]),
             Route("/__sandbox/faults", self.admin_faults, methods=["POST", "GET"]),
@@ -288,7 +301,11 @@ class ZohoEmulator:
         if "application/x-www-form-urlencoded" in content_type:
             form = (await request.body()).decode("utf-8", errors="replace")
             params.update(parse_qsl(form, keep_blank_values=True))
-        domain = self.api_domain or f"{request.url.scheme}://{request.url.netloc}"
+        domain = (
+            self.api_domain
+            or API_DOMAIN_BY_ACCOUNTS_HOST.get(request.url.hostname or "")
+            or f"{request.url.scheme}://{request.url.netloc}"
+        )
         reply = self.issuer.grant(params, domain)
         if reply.body and "access_token" in reply.body:
             self.stats.token_grants += 1
@@ -317,6 +334,11 @@ class ZohoEmulator:
             if reply.status < 400 or reply.status == 207:
                 charged = credit_rule(request, _cached_body(request))
                 self.ledger.spend(charged)
+                if self.faults.lost_answers:
+                    # Done and charged, but the client never hears so.
+                    self.faults.lost_answers -= 1
+                    self.stats.faults_served["lost_answers"] += 1
+                    reply = Reply(500, error_body("INTERNAL_ERROR", "Internal Server Error"))
             self.stats.record(endpoint_name, reply.status, charged)
             reply.headers.update(self.ledger.remaining_header())
             return _respond(reply)
@@ -397,6 +419,7 @@ class ZohoEmulator:
             request.query_params,
             request.headers.get("if-modified-since"),
             page_token_cap=self.page_token_cap,
+            inclusive=self.if_modified_since_inclusive,
         )
 
     def _get_record(self, request: Request, body: Any) -> Reply:
@@ -405,6 +428,7 @@ class ZohoEmulator:
         )
 
     record_count = True
+    if_modified_since_inclusive = True
 
     def _count(self, request: Request, body: Any) -> Reply:
         # Get Record Count (v8 docs, "Get Record Count"): {"count": N} for the whole module.
@@ -418,6 +442,7 @@ class ZohoEmulator:
             request.path_params["module"],
             request.query_params,
             request.headers.get("if-modified-since"),
+            inclusive=self.if_modified_since_inclusive,
         )
 
     def _update(self, request: Request, body: Any) -> Reply:
@@ -471,7 +496,11 @@ class ZohoEmulator:
                 "MEDIA_TYPE_NOT_SUPPORTED",
                 "send the job as JSON with Content-Type: application/json",
             )
-        return self.bulk.create(body, request.path_params["version"])
+        failing = self.faults.bulk_job_failures > 0
+        if failing:
+            self.faults.bulk_job_failures -= 1
+            self.stats.faults_served["bulk_job_failures"] += 1
+        return self.bulk.create(body, request.path_params["version"], failing=failing)
 
     def _bulk_status(self, request: Request, body: Any) -> Reply:
         return self.bulk.status(request.path_params["job_id"])
@@ -498,6 +527,22 @@ class ZohoEmulator:
             request.query_params.get("type", "recycle"),
         )
 
+    async def admin_delete_many(self, request: Request) -> Response:
+        """`POST /__sandbox/records/{module}/delete` with `{"ids": [...], "type": "recycle"}`:
+        delete many records at once, as a mass delete in the Zoho UI does."""
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("ids"), list):
+            return _respond(admin.admin_error(400, 'send {"ids": ["<record id>", ...]}'))
+        return await self._admin(
+            admin.delete_records,
+            request.path_params["module"],
+            [str(record_id) for record_id in body["ids"]],
+            str(body.get("type", "recycle")),
+        )
+
     async def admin_read(self, request: Request) -> Response:
         """`GET /__sandbox/records/{module}/{id}`: the record with its Notes."""
         return await self._admin(
@@ -512,7 +557,7 @@ class ZohoEmulator:
                 fault_request = json.loads(await request.body() or b"{}")
             except ValueError:
                 fault_request = None
-            problem = validate_fault_request(fault_request)
+            problem = validate_fault_request(fault_request) or self._unknown_records(fault_request)
             if problem is not None:
                 return _respond(admin.admin_error(400, problem))
             if "after_calls" in fault_request:
@@ -521,12 +566,38 @@ class ZohoEmulator:
                 self._inject(fault_request)
         return JSONResponse({"pending": self.faults.pending()})
 
+    def _unknown_records(self, fault_request: dict[str, Any]) -> str | None:
+        """Why `touch_records` or `delete_records` names a record the emulator does not hold."""
+        for key in ("touch_records", "delete_records"):
+            for module, ids in (fault_request.get(key) or {}).items():
+                try:
+                    table = self.store.table(module)
+                except ZohoApiError:
+                    return f"{key}: {module} is not a module; use one of {', '.join(MODULES)}"
+                with self._lock:
+                    unknown = [str(rid) for rid in ids if table.position(str(rid)) is None]
+                if unknown:
+                    return f"{key}: no {table.name} record has id {unknown[0]}"
+        return None
+
     def _inject(self, fault_request: dict[str, Any]) -> None:
         self.faults.add(fault_request)
         if fault_request.get("expire_access_tokens"):
             self.issuer.expire_all()
         if fault_request.get("expire_page_tokens"):
             self.codec.expire_all()
+        if fault_request.get("credits_spent_elsewhere"):
+            self.ledger.spend(int(fault_request["credits_spent_elsewhere"]))
+        for module, ids in (fault_request.get("touch_records") or {}).items():
+            with self._lock:
+                admin.touch_records(self.store, module, [str(record_id) for record_id in ids])
+            self.stats.faults_served["touch_records"] += 1
+        for module, ids in (fault_request.get("delete_records") or {}).items():
+            with self._lock:
+                admin.delete_records(
+                    self.store, module, [str(record_id) for record_id in ids], "recycle"
+                )
+            self.stats.faults_served["delete_records"] += 1
 
     async def admin_stats(self, request: Request) -> Response:
         """`GET /__sandbox/stats`: calls and credits by endpoint since the last reset."""

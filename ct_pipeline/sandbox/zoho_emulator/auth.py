@@ -4,7 +4,10 @@ Sources (research/zoho.md §1): `POST {accounts}/oauth/v2/token` with grant_type
 client_id, client_secret and refresh_token, in the query string or a form body; success is
 `{access_token, expires_in, api_domain, token_type}`; failures are HTTP 200 with an `error` key
 (`invalid_client`, `invalid_code`); the accounts throttle answers HTTP 400 "Access Denied".
-A missing, unknown or expired token on the CRM API is HTTP 401 INVALID_TOKEN.
+An unknown or expired token on the CRM API is HTTP 401 INVALID_TOKEN. The token travels as
+`Authorization: Zoho-oauthtoken <token>`; Zoho's docs and SDKs use no other scheme, and a client
+sending `Bearer` (the token answer's `token_type`) was refused by Zoho CRM
+(github.com/NangoHQ/nango/issues/198), so a Bearer header is answered as a missing one.
 """
 
 from __future__ import annotations
@@ -25,7 +28,20 @@ from ct_pipeline.sandbox.zoho_emulator.replies import Reply, ZohoApiError
 ACCESS_TOKEN_TTL_SECONDS = 3600
 # "up to ten access tokens in a span of ten minutes" per refresh token (Zoho Accounts docs).
 TOKEN_THROTTLE_WINDOW_SECONDS = 600
-HEADER_PREFIXES = ("Zoho-oauthtoken ", "Bearer ")
+HEADER_PREFIX = "Zoho-oauthtoken "
+# The API domain each data centre's accounts server names in its token answers (research/zoho.md
+# §1): a request that reaches the emulator under one of these host names is answered as that
+# data centre would answer it.
+API_DOMAIN_BY_ACCOUNTS_HOST = {
+    "accounts.zoho.com": "https://www.zohoapis.com",
+    "accounts.zoho.eu": "https://www.zohoapis.eu",
+    "accounts.zoho.in": "https://www.zohoapis.in",
+    "accounts.zoho.com.au": "https://www.zohoapis.com.au",
+    "accounts.zoho.jp": "https://www.zohoapis.jp",
+    "accounts.zoho.com.cn": "https://www.zohoapis.com.cn",
+    "accounts.zohocloud.ca": "https://www.zohoapis.ca",
+    "accounts.zoho.sa": "https://www.zohoapis.sa",
+}
 
 
 class TokenIssuer:
@@ -83,22 +99,15 @@ class TokenIssuer:
         )
 
     def check(self, authorization: str | None) -> None:
-        """Raise 401 unless the header carries a live token this issuer granted."""
-        if not authorization:
+        """Raise 401 unless the header is `Zoho-oauthtoken <a live token this issuer granted>`."""
+        if not authorization or not authorization.startswith(HEADER_PREFIX):
             raise ZohoApiError(
                 401,
                 "AUTHENTICATION_FAILURE",
                 "Authentication failed: send Authorization: Zoho-oauthtoken <access token>",
             )
-        token = next(
-            (
-                authorization[len(prefix) :].strip()
-                for prefix in HEADER_PREFIXES
-                if authorization.startswith(prefix)
-            ),
-            None,
-        )
-        expiry = self._expiry_by_token.get(token or "")
+        token = authorization[len(HEADER_PREFIX) :].strip()
+        expiry = self._expiry_by_token.get(token)
         if expiry is None or expiry <= self._clock().timestamp():
             raise ZohoApiError(401, "INVALID_TOKEN", "invalid oauth token")
 

@@ -1,7 +1,8 @@
 """Bulk Read jobs of the Zoho emulator: create, poll, download a zip holding one CSV.
 
 Sources (research/zoho.md §4): `POST /crm/bulk/{v}/read` answers 201 ADDED_SUCCESSFULLY; the job
-moves through ADDED, QUEUED, IN PROGRESS to COMPLETED; `result` then carries `page`, `per_page`,
+moves through ADDED, QUEUED, IN PROGRESS to COMPLETED (or, when a fault asks, FAILURE, whose
+`result.error_message` holds the error envelope); `result` then carries `page`, `per_page`,
 `count`, `download_url`, `more_records` and `next_page_token`; one job exports at most 200,000
 records and the next 200,000 need a new job with `query.page_token` (or `query.page`); the
 download is a zip holding `{job_id}.csv` with an `id` column, lookup columns holding ids and
@@ -39,6 +40,7 @@ from ct_pipeline.sandbox.zoho_emulator.store import (
 BULK_PAGE_SIZE = 200_000
 BULK_JOB_SECONDS = 2.0
 DOWNLOADS_PER_MINUTE = 10
+FAILURE = "FAILURE"
 # Fractions of `job_seconds` after which a job leaves ADDED, then QUEUED.
 ADDED_FRACTION = 0.2
 QUEUED_FRACTION = 0.4
@@ -85,6 +87,8 @@ class BulkJob:
     created_time: str
     result: dict[str, Any]
     export: Future[bytes] = field(repr=False)
+    # Ends in FAILURE instead of COMPLETED (an injected fault).
+    failing: bool = False
 
 
 class BulkReads:
@@ -109,8 +113,9 @@ class BulkReads:
         # One export at a time, in the order the jobs were created.
         self._exporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoho-bulk-export")
 
-    def create(self, body: Any, version: str) -> Reply:
-        """`POST /crm/bulk/{v}/read`: validate the query and add the job (HTTP 201)."""
+    def create(self, body: Any, version: str, failing: bool = False) -> Reply:
+        """`POST /crm/bulk/{v}/read`: validate the query and add the job (HTTP 201); a
+        `failing` job ends in FAILURE."""
         if not isinstance(body, dict) or not isinstance(body.get("query"), dict):
             raise _mandatory("query", "$.query")
         query = body["query"]
@@ -147,6 +152,7 @@ class BulkReads:
             created_time=self.store.format_time(now) or "",
             result=result,
             export=self._exporter.submit(_export, job_id, rows, columns, self.store.tz_offset),
+            failing=failing,
         )
         self.jobs[job.id] = job
         details = {
@@ -187,6 +193,13 @@ class BulkReads:
         }
         if state == "COMPLETED":
             entry["result"] = job.result
+        elif state == FAILURE:
+            # A failed job's result carries the error envelope ([v7-bulk-job]).
+            entry["result"] = {
+                "error_message": error_body(
+                    "INTERNAL_ERROR", "the export could not be completed; create a new job"
+                )
+            }
         return Reply(200, {"data": [entry]})
 
     def result(self, job_id: str) -> Reply:
@@ -234,6 +247,8 @@ class BulkReads:
     def _state(self, job: BulkJob) -> str:
         elapsed = time.monotonic() - job.created_at
         if elapsed >= self.job_seconds:
+            if job.failing:
+                return FAILURE
             # An export slower than `job_seconds` is waited for: the job completes with its zip.
             job.export.result()
             return "COMPLETED"

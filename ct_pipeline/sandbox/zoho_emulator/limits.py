@@ -113,6 +113,21 @@ FAULT_KEYS = (
     "after_calls",
     "serve_values",
     "duplicate_in_pages",
+    "lost_answers",
+    "bulk_job_failures",
+    "touch_records",
+    "delete_records",
+    "credits_spent_elsewhere",
+)
+COUNTED_FAULT_KEYS = (
+    "too_many_requests",
+    "server_errors",
+    "slow_responses",
+    "after_calls",
+    "duplicate_in_pages",
+    "lost_answers",
+    "bulk_job_failures",
+    "credits_spent_elsewhere",
 )
 SERVER_ERROR_STATUSES = (500, 502, 503, 504)
 
@@ -129,6 +144,14 @@ class Faults:
     value}}) replaces those fields of that record in every answer that carries it, with any JSON
     value, even one Zoho would never store (a number for a text field, a megabyte of text);
     `duplicate_in_pages: N` repeats the first record of each of the next N pages at its end.
+
+    `lost_answers: N`: the next N calls that succeed are carried out (and charged), but answered
+    500, as when an answer is lost on its way back. `bulk_job_failures: N`: the next N Bulk
+    Read jobs end in state FAILURE. `touch_records` ({module: [ids]}) edits those records now,
+    as a CRM user would, moving their Modified_Time (with `after_calls`, in the middle of a
+    read); `delete_records` ({module: [ids]}) deletes them into the recycle bin.
+    `credits_spent_elsewhere: N` spends N of the day's credits, as other apps of the
+    org do.
     """
 
     too_many_requests: int = 0
@@ -139,6 +162,8 @@ class Faults:
     armed: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     serve_values: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicate_in_pages: int = 0
+    lost_answers: int = 0
+    bulk_job_failures: int = 0
 
     def arm(self, request: dict[str, Any]) -> None:
         """Hold a faults request until `after_calls` more CRM calls have been answered."""
@@ -162,6 +187,8 @@ class Faults:
         for record_id, values in (request.get("serve_values") or {}).items():
             self.serve_values.setdefault(str(record_id), {}).update(values)
         self.duplicate_in_pages += int(request.get("duplicate_in_pages", 0))
+        self.lost_answers += int(request.get("lost_answers", 0))
+        self.bulk_job_failures += int(request.get("bulk_job_failures", 0))
 
     def tamper(self, body: Any) -> list[str]:
         """Apply `serve_values` and `duplicate_in_pages` to an answer's `data`; names the faults
@@ -193,6 +220,8 @@ class Faults:
             "slow_seconds": self.slow_seconds,
             "serve_values": sorted(self.serve_values),
             "duplicate_in_pages": self.duplicate_in_pages,
+            "lost_answers": self.lost_answers,
+            "bulk_job_failures": self.bulk_job_failures,
             "armed": [{"after_calls": left, **request} for left, request in self.armed],
         }
 
@@ -204,13 +233,7 @@ def validate_fault_request(request: Any) -> str | None:
     unknown = sorted(set(request) - set(FAULT_KEYS))
     if unknown:
         return f"unknown fault keys {unknown}; use any of {list(FAULT_KEYS)}"
-    for key in (
-        "too_many_requests",
-        "server_errors",
-        "slow_responses",
-        "after_calls",
-        "duplicate_in_pages",
-    ):
+    for key in COUNTED_FAULT_KEYS:
         value = request.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"{key} must be a whole number of calls, 0 or more"
@@ -229,6 +252,9 @@ def validate_fault_request(request: Any) -> str | None:
         isinstance(values, dict) for values in overrides.values()
     ):
         return 'serve_values must map record ids to {field: value}, e.g. {"123": {"Email": 5}}'
+    touched = request.get("touch_records", {})
+    if not isinstance(touched, dict) or not all(isinstance(ids, list) for ids in touched.values()):
+        return 'touch_records must map modules to record ids, e.g. {"Contacts": ["123"]}'
     return None
 
 

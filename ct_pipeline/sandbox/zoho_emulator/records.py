@@ -46,8 +46,15 @@ def list_records(
     if_modified_since: str | None,
     *,
     page_token_cap: int = PAGE_TOKEN_RECORD_CAP,
+    inclusive: bool = True,
 ) -> Reply:
-    """`GET /crm/{v}/{Module}`: one page of records, with Zoho's `info` object."""
+    """`GET /crm/{v}/{Module}`: one page of records, with Zoho's `info` object.
+
+    Zoho does not document what a page token holds. Its cap, 100,000 records, is COQL's cap on
+    OFFSET + LIMIT, which suggests an offset into the live order, and that is what these tokens
+    carry: a record edited between two pages moves to the end of a Modified_Time order, and
+    the records behind it shift forward by one, as they do with `page`.
+    """
     table = store.table(module)
     fields = requested_fields(table, query.get("fields"))
     per_page = _int_param(query, "per_page", MAX_PER_PAGE, minimum=1)
@@ -77,7 +84,7 @@ def list_records(
             "page and page_token cannot be given together; send only page_token",
             {"ambiguity_due_to": ["page", "page_token"]},
         )
-    since = modified_since(if_modified_since, store)
+    since = modified_since(if_modified_since, store, inclusive)
     converted = _converted_filter(table, query.get("converted"))
 
     bound = binding(
@@ -171,7 +178,12 @@ def get_record(store: CrmStore, module: str, record_id: str) -> Reply:
 
 
 def deleted_records(
-    store: CrmStore, module: str, query: Mapping[str, str], if_modified_since: str | None
+    store: CrmStore,
+    module: str,
+    query: Mapping[str, str],
+    if_modified_since: str | None,
+    *,
+    inclusive: bool = True,
 ) -> Reply:
     """`GET /crm/{v}/{Module}/deleted`: recycle-bin and permanent deletions, newest first."""
     table = store.table(module)
@@ -187,7 +199,7 @@ def deleted_records(
             {"param_name": "per_page", "limit": MAX_PER_PAGE},
         )
     page = _int_param(query, "page", 1, minimum=1)
-    since = modified_since(if_modified_since, store)
+    since = modified_since(if_modified_since, store, inclusive)
 
     entries = [
         entry
@@ -391,8 +403,9 @@ def requested_fields(table: ModuleTable, raw: str | None) -> list[FieldSpec]:
     return list(seen.values())
 
 
-def modified_since(header: str | None, store: CrmStore) -> int | None:
-    """Epoch seconds of an If-Modified-Since header (ISO 8601 as Zoho documents, or HTTP date)."""
+def modified_since(header: str | None, store: CrmStore, inclusive: bool = True) -> int | None:
+    """The first epoch second an If-Modified-Since header (ISO 8601 as Zoho documents, or an HTTP
+    date) lets through: its own second when `inclusive`, else the one after."""
     if header is None or not header.strip():
         return None
     try:
@@ -410,7 +423,8 @@ def modified_since(header: str | None, store: CrmStore) -> int | None:
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         moment = pd.Timestamp(parsed).tz_convert("UTC")
-    return int(moment.floor("s").timestamp())
+    first = int(moment.floor("s").timestamp())
+    return first if inclusive else first + 1
 
 
 def write_batch(body: Any) -> list[dict[str, Any]]:

@@ -364,10 +364,10 @@ class ModuleTable:
         self._ids = np.concatenate([self._ids, addition["id"].astype("uint64").to_numpy()])
         self._changed(structure=True)
 
-    def remove(self, position: int) -> None:
-        """Delete the record at a position."""
-        self.frame = self.frame.drop(index=self.frame.index[position]).reset_index(drop=True)
-        self._ids = np.delete(self._ids, position)
+    def remove(self, positions: Sequence[int]) -> None:
+        """Delete the records at these positions."""
+        self.frame = self.frame.drop(index=self.frame.index[list(positions)]).reset_index(drop=True)
+        self._ids = np.delete(self._ids, list(positions))
         self._changed(structure=True)
 
     # Index maintenance --------------------------------------------------------------------------
