@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ct_pipeline.assets.common import mask_identity
+from ct_pipeline.schedules import SYNC_FAILURES
+from ct_pipeline_tests.automation.conftest import report_failure
 from ct_pipeline_tests.writeback.conftest import Writeback, delivery, profile
 
 PUT_CONTACTS = "PUT /crm/v8/Contacts"
@@ -119,6 +121,22 @@ def test_a_zoho_outage_leaves_events_pending_and_the_next_run_applies_them(
         record = writeback.contact(person.contact_id)
         assert record["record"]["App_Uninstalled"] is True
         assert sum(n["Note_Title"] == "App uninstalled" for n in record["notes"]) == 1
+
+
+def test_a_failed_writeback_run_is_recorded_in_sync_failures(sqlite_writeback: Writeback):
+    (person,) = sqlite_writeback.pool.take(1)
+    sqlite_writeback.post(delivery("App Uninstalled", profile(person)))
+    sqlite_writeback.zoho_admin("POST", "faults", {"server_errors": 50, "server_error_status": 503})
+
+    failed = sqlite_writeback.run(max_retries=1)
+    report_failure(sqlite_writeback.instance, sqlite_writeback.warehouse, failed.run_id)
+
+    [row] = sqlite_writeback.warehouse.read_table(SYNC_FAILURES).to_dict("records")
+    assert not failed.success
+    assert (row["run_id"], row["job_name"]) == (failed.run_id, "crm_writeback")
+    assert row["steps"] == "write_crm_writeback"
+    assert "503" in row["message"]
+    assert person.identity not in row["message"]
 
 
 def test_an_event_whose_field_was_already_written_only_gets_its_note(sqlite_writeback: Writeback):
