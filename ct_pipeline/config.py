@@ -175,6 +175,9 @@ class WritebackSettings(_Section):
     timezone: str = "Asia/Kolkata"
     # Larger webhook bodies are refused (413) before they are read.
     max_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 5 * 1024 * 1024
+    # An event without a time of its own (CleverTap's payload has none) that arrives again
+    # within this many seconds of the first copy is CleverTap's retry; later, a new event.
+    retry_window_seconds: Annotated[int, Field(ge=10, le=86_400)] = 600
 
     @field_validator("events")
     @classmethod

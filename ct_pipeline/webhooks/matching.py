@@ -4,7 +4,9 @@ A profile is matched, most reliable first: by the `crm_contact_id` the forward f
 profile data; by its identity in `clevertap_pushed_profiles` (every profile CleverTap accepted,
 with its Contact); then by its identity, email and phone, normalised as the forward flow
 normalises them, against `contact_identities`. A way that finds one Contact decides; a way that
-finds several parks the event as ambiguous; no way at all parks it as unmatched.
+finds several parks the event as ambiguous; no way at all parks it as unmatched. A profile
+that carries none of identity, email, phone and crm_contact_id cannot be matched at all and is
+parked as such.
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ BY_PHONE = "phone"
 
 # Reasons an event is parked.
 NO_MATCH = "no_matching_contact"
+NO_IDENTIFIER = "no_identifier"
 AMBIGUOUS = "ambiguous_contact"
 UNCONFIGURED = "event_not_configured"
+
+# The event columns a Contact can be found by; objectId is CleverTap's own and matches nothing.
+MATCHING_IDENTIFIERS = ("identity", "email", "phone", "crm_contact_id")
 
 EVENT_DATE_VALUE = "$event_date"
 CONTACTS = "Contacts"
@@ -64,6 +70,10 @@ def match_events(
         dtype="object",
     )
     undecided = pd.Series(True, index=events.index)
+
+    anonymous = events[list(MATCHING_IDENTIFIERS)].isna().all(axis="columns")
+    result.loc[anonymous, "reason"] = NO_IDENTIFIER
+    undecided &= ~anonymous
 
     given = events["crm_contact_id"].where(events["crm_contact_id"].notna(), None)
     by_id = given.notna() & given.astype("str").str.fullmatch(r"\d+").fillna(False)

@@ -60,6 +60,16 @@ class ContactPool:
 
 
 @dataclass
+class ReceiverClock:
+    """When the receiver believes a delivery arrives: the real time unless a test sets one."""
+
+    moment: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.moment or datetime.now(UTC)
+
+
+@dataclass
 class Writeback:
     """One test's receiver, warehouse and Dagster instance, with the shared Zoho emulator."""
 
@@ -68,6 +78,7 @@ class Writeback:
     instance: dg.DagsterInstance
     receiver: RunningServer
     pool: ContactPool
+    clock: ReceiverClock
     runs: list[dg.ExecuteInProcessResult] = field(default_factory=list)
 
     @property
@@ -205,7 +216,8 @@ def _writeback(
     sandbox: RunningSandbox, pool: ContactPool, warehouse: WarehouseResource
 ) -> Iterator[Writeback]:
     seed_forward_tables(warehouse, pool.people)
-    receiver = start_in_thread(create_webhook_app(warehouse, TOKEN))
+    clock = ReceiverClock()
+    receiver = start_in_thread(create_webhook_app(warehouse, TOKEN, clock=clock))
     try:
         # In memory: a run on an on-disk test instance spends seconds writing its event log.
         yield Writeback(
@@ -214,6 +226,7 @@ def _writeback(
             instance=dg.DagsterInstance.ephemeral(),
             receiver=receiver,
             pool=pool,
+            clock=clock,
         )
     finally:
         receiver.stop()
