@@ -287,7 +287,8 @@ def _field_changes(
         outcome = by_index.get(position)
         refused_field = _refused_field(outcome, row)
         for event_id in event_ids:
-            change: dict[str, Any] = {"event_id": event_id}
+            # Every column of the frame is written back: an event staying pending says so.
+            change: dict[str, Any] = {"event_id": event_id, "status": MATCHED}
             if outcome is not None and outcome.ok:
                 change["field_status"] = FIELD_WRITTEN
                 report.fields_written += 1
@@ -332,7 +333,7 @@ def _note_changes(
     by_index = {outcome.input_index: outcome for outcome in outcomes}
     for position, row in enumerate(chunk.itertuples()):
         outcome = by_index.get(position)
-        change: dict[str, Any] = {"event_id": row.event_id}
+        change: dict[str, Any] = {"event_id": row.event_id, "status": MATCHED}
         if outcome is not None and outcome.ok:
             change.update(
                 note_status=NOTE_CREATED, note_id=outcome.id, status=APPLIED, last_error=None

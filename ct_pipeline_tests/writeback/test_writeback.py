@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
 
 from ct_pipeline.assets.common import mask_identity
 from ct_pipeline.schedules import SYNC_FAILURES
@@ -217,3 +219,102 @@ def test_a_deleted_contact_parks_its_events_with_zohos_code(sqlite_writeback: Wr
     inbox = sqlite_writeback.inbox()
     assert set(inbox["status"]) == {"parked"}
     assert set(inbox["reason"]) == {"zoho_refused_field:INVALID_DATA"}
+
+
+def test_without_an_event_time_a_retry_counts_once_and_a_day_later_counts_again(
+    writeback: Writeback,
+):
+    (person,) = writeback.pool.take(1)
+    before = len(writeback.contact(person.contact_id)["notes"])
+    # As CleverTap sends it: no time anywhere in the payload.
+    body = delivery("Charged", {"identity": person.identity, "profileData": {"Last Score": 3}})
+    received = datetime(2026, 3, 5, 6, 0, tzinfo=UTC)
+
+    writeback.clock.moment = received
+    first = writeback.post(body).json()["new_events"]
+    writeback.clock.moment = received + timedelta(seconds=4)
+    retry = writeback.post(body).json()["new_events"]
+    assert writeback.run().success
+    writeback.clock.moment = received + timedelta(days=1)
+    next_day = writeback.post(body).json()["new_events"]
+    assert writeback.run().success
+
+    record = writeback.contact(person.contact_id)
+    assert (first, retry, next_day) == (1, 0, 1)
+    assert sum(n["Note_Title"] == "Purchase in the app" for n in record["notes"][before:]) == 2
+    assert record["record"]["Last_Purchase_Date"] == "2026-03-06"
+    assert list(writeback.inbox()["status"]) == ["applied", "applied"]
+
+
+def test_a_profile_with_no_identifier_is_parked_with_the_reason(sqlite_writeback: Writeback):
+    writes = sqlite_writeback.zoho_calls(PUT_CONTACTS) + sqlite_writeback.zoho_calls(POST_NOTES)
+    anonymous = [{"objectId": "__g5f1a", "profileData": {"Plan": plan}} for plan in ("A", "B")]
+
+    stored = sqlite_writeback.post(delivery("App Uninstalled", *anonymous)).json()
+    assert sqlite_writeback.run().success
+
+    inbox = sqlite_writeback.inbox()
+    assert stored["new_events"] == 2
+    assert list(inbox["status"]) == ["parked", "parked"]
+    assert set(inbox["reason"]) == {"no_identifier"}
+    assert (
+        sqlite_writeback.zoho_calls(PUT_CONTACTS) + sqlite_writeback.zoho_calls(POST_NOTES)
+        == writes
+    )
+
+
+def test_an_email_two_contacts_share_is_parked_as_ambiguous(sqlite_writeback: Writeback):
+    first, second = sqlite_writeback.pool.take(2)
+    with sqlite_writeback.warehouse.transaction() as tx:
+        tx.execute(
+            "UPDATE contact_identities SET email = 'family.account@example.in' "
+            "WHERE zoho_id IN (:first, :second)",
+            {"first": first.contact_id, "second": second.contact_id},
+        )
+    writes = sqlite_writeback.zoho_calls(PUT_CONTACTS) + sqlite_writeback.zoho_calls(POST_NOTES)
+    entry = {"email": " Family.Account@Example.in", "event_properties": {"ts": 1772706600}}
+
+    sqlite_writeback.post(delivery("Subscription Cancelled", entry))
+    assert sqlite_writeback.run().success
+
+    row = sqlite_writeback.inbox().iloc[0]
+    assert (row["status"], row["reason"]) == ("parked", "ambiguous_contact")
+    assert pd.isna(row["contact_id"])
+    assert (
+        sqlite_writeback.zoho_calls(PUT_CONTACTS) + sqlite_writeback.zoho_calls(POST_NOTES)
+        == writes
+    )
+
+
+def test_an_outage_of_the_notes_step_only_is_finished_by_the_next_run_with_one_note(
+    writeback: Writeback,
+):
+    people = writeback.pool.take(2)
+    before = {p.contact_id: len(writeback.contact(p.contact_id)["notes"]) for p in people}
+    writeback.post(delivery("Subscription Cancelled", *(profile(p) for p in people)))
+    # The update call is answered; every call after it, the Notes call and its retries, is not.
+    writeback.zoho_admin(
+        "POST", "faults", {"after_calls": 1, "server_errors": 50, "server_error_status": 503}
+    )
+
+    failed = writeback.run(max_retries=1)
+    halfway = writeback.inbox()
+    notes_refused = writeback.zoho_admin("GET", "stats")["faults_served"]["server_errors"]
+    writeback.zoho_admin("POST", "reset")
+    recovered = writeback.run()
+
+    assert not failed.success
+    assert notes_refused >= 1
+    assert set(halfway["status"]) == {"matched"}
+    assert set(halfway["field_status"]) == {"written"}
+    assert halfway["note_status"].isna().all()
+    assert halfway["last_error"].str.contains("503").all()
+    assert recovered.success
+    assert set(writeback.inbox()["status"]) == {"applied"}
+    # The reset cleared the stats: the second run sent Notes only.
+    assert writeback.zoho_calls(PUT_CONTACTS) == 0
+    assert writeback.zoho_calls(POST_NOTES) == 1
+    for person in people:
+        record = writeback.contact(person.contact_id)
+        assert record["record"]["Subscription_Status"] == "Cancelled"
+        assert len(record["notes"]) == before[person.contact_id] + 1
