@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import sqlalchemy as sa
 
-from ct_pipeline.config import WritebackEvent, WritebackSettings
+from ct_pipeline.config import DEFAULT_NOTE_CONTENT, WritebackEvent, WritebackSettings
 from ct_pipeline.identity import normalize_emails, normalize_phones
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.warehouse.state import PUSHED_PROFILES
@@ -131,30 +131,43 @@ def writeback_values(events: pd.DataFrame, settings: WritebackSettings) -> pd.Da
 
 def note_title(settings: WritebackSettings, event_name: str) -> str:
     """The configured Note title of an event (it never carries personal data)."""
-    for rule in settings.events:
-        if rule.event.casefold() == event_name.casefold():
-            return rule.note_title
-    return event_name
+    rule = _rule(settings, event_name)
+    return rule.note_title if rule is not None else event_name
 
 
 def note_content(
+    settings: WritebackSettings,
     event_name: str,
     event_date: str,
     event_time: datetime | None,
     target_id: str | None,
     event_id: str,
 ) -> str:
-    """A Note body naming the event and when it happened, and where it came from."""
+    """The Note body of an event: its configured `note_content` template, filled in."""
+    rule = _rule(settings, event_name)
+    template = rule.note_content if rule is not None else DEFAULT_NOTE_CONTENT
     when = (
         pd.Timestamp(event_time).strftime("%Y-%m-%d %H:%M UTC")
         if event_time is not None and not pd.isna(event_time)
         else event_date
     )
-    campaign = f" by CleverTap webhook campaign {target_id}" if target_id else " by CleverTap"
-    return (
-        f"{event_name} on {when}, reported{campaign}. "
-        f"Written by ct_pipeline (event {event_id[:16]})."
+    return template.format_map(
+        {
+            "event": event_name,
+            "date": event_date,
+            "time": when,
+            "campaign": target_id or "",
+            "source": f"CleverTap webhook campaign {target_id}" if target_id else "CleverTap",
+            "event_ref": event_id[:16],
+        }
     )
+
+
+def _rule(settings: WritebackSettings, event_name: str) -> WritebackEvent | None:
+    for rule in settings.events:
+        if rule.event.casefold() == event_name.casefold():
+            return rule
+    return None
 
 
 def _value(rule: WritebackEvent, event_date: str) -> str | bool | int | float:

@@ -131,7 +131,7 @@ def apply_matched_events(
         )
 
     attempted = events["event_id"].tolist()
-    events = _write_fields(warehouse, zoho, events, run_id, report)
+    events = _write_fields(warehouse, zoho, events, settings.trigger, run_id, report)
     if report.zoho_failure is None:
         _write_notes(warehouse, zoho, settings, events, run_id, report)
     still_matched = read_inbox(warehouse, [MATCHED])["event_id"]
@@ -163,6 +163,7 @@ def _write_fields(
     warehouse: WarehouseResource,
     zoho: ZohoCRMResource,
     events: pd.DataFrame,
+    trigger: Sequence[str],
     run_id: str,
     report: WritebackReport,
 ) -> pd.DataFrame:
@@ -186,7 +187,7 @@ def _write_fields(
         chunk = rows[start : start + MAX_RECORDS_PER_WRITE]
         chunk_members = members[start : start + MAX_RECORDS_PER_WRITE]
         try:
-            outcomes = zoho.update_records(CONTACTS, chunk)
+            outcomes = zoho.update_records(CONTACTS, chunk, trigger=trigger)
         except ZohoError as error:
             report.zoho_failure = str(error)
             _record_failed_call(warehouse, events, rows[start:], members[start:], run_id, error)
@@ -221,6 +222,7 @@ def _write_notes(
                 parent_id=str(row.contact_id),
                 title=note_title(settings, str(row.event_name)),
                 content=note_content(
+                    settings,
                     str(row.event_name),
                     str(row.event_date),
                     None if pd.isna(row.event_time) else row.event_time,

@@ -5,11 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import pytest
 
 from ct_pipeline.assets.common import mask_identity
+from ct_pipeline.config import load_sync_config
 from ct_pipeline.schedules import SYNC_FAILURES
 from ct_pipeline_tests.automation.conftest import report_failure
-from ct_pipeline_tests.writeback.conftest import Writeback, delivery, profile
+from ct_pipeline_tests.writeback.conftest import (
+    PACKAGED_CONFIG,
+    Writeback,
+    delivery,
+    profile,
+    writeback_config,
+)
 
 PUT_CONTACTS = "PUT /crm/v8/Contacts"
 POST_NOTES = "POST /crm/v8/Notes"
@@ -48,7 +56,7 @@ def test_each_event_sets_its_field_and_adds_one_note(writeback: Writeback):
         assert notes[-1]["Note_Title"] == title
         assert person.identity not in notes[-1]["Note_Content"]
     assert (
-        "Charged on 2026-03-04 20:00 UTC"
+        "Charged in the app at 2026-03-04 20:00 UTC (CleverTap campaign 1700000101"
         in records[purchased.contact_id]["notes"][-1]["Note_Content"]
     )
     assert set(writeback.inbox()["status"]) == {"applied"}
@@ -318,3 +326,38 @@ def test_an_outage_of_the_notes_step_only_is_finished_by_the_next_run_with_one_n
         record = writeback.contact(person.contact_id)
         assert record["record"]["Subscription_Status"] == "Cancelled"
         assert len(record["notes"]) == before[person.contact_id] + 1
+
+
+def test_the_configured_note_content_is_the_note_zoho_receives(
+    sqlite_writeback: Writeback, tmp_path
+):
+    (person,) = sqlite_writeback.pool.take(1)
+    config = load_sync_config(PACKAGED_CONFIG)
+    events = [rule.model_dump() for rule in config.writeback.events]
+    events[0]["note_content"] = "{event} ({date}) via {source}; ref {event_ref}"
+    sync_config = writeback_config(tmp_path, events=events)
+
+    sqlite_writeback.post(delivery(events[0]["event"], profile(person), target_id=42))
+    assert sqlite_writeback.run(sync_config=sync_config).success
+
+    note = sqlite_writeback.contact(person.contact_id)["notes"][-1]
+    event_id = sqlite_writeback.inbox().index[0]
+    assert note["Note_Content"] == (
+        f"App Uninstalled (2026-03-05) via CleverTap webhook campaign 42; ref {event_id[:16]}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("trigger", "received"), [(None, "none"), (["workflow"], "workflow")], ids=["default", "set"]
+)
+def test_contact_updates_set_off_only_the_zoho_rules_configured(
+    sqlite_writeback: Writeback, tmp_path, trigger, received
+):
+    (person,) = sqlite_writeback.pool.take(1)
+    sync_config = writeback_config(tmp_path, trigger=trigger) if trigger else None
+    sqlite_writeback.zoho_admin("POST", "reset")
+
+    sqlite_writeback.post(delivery("App Uninstalled", profile(person)))
+    assert sqlite_writeback.run(sync_config=sync_config).success
+
+    assert sqlite_writeback.zoho_admin("GET", "stats")["update_triggers"] == {received: 1}
