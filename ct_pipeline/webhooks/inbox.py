@@ -241,6 +241,18 @@ def requeue_parked(warehouse: WarehouseResource, reason: str | None = None) -> i
         ).rowcount
 
 
+def parked_by_reason(warehouse: WarehouseResource) -> dict[str, int]:
+    """Parked inbox rows by reason."""
+    if not warehouse.table_exists(INBOX_TABLE):
+        return {}
+    frame = warehouse.read_sql(
+        f"SELECT reason, COUNT(*) AS n FROM {INBOX_TABLE} WHERE status = :parked "
+        "GROUP BY reason ORDER BY reason",
+        {"parked": PARKED},
+    )
+    return {str(reason): int(n) for reason, n in zip(frame["reason"], frame["n"], strict=True)}
+
+
 def count_by_status(warehouse: WarehouseResource) -> dict[str, int]:
     """Inbox rows by status."""
     if not warehouse.table_exists(INBOX_TABLE):
