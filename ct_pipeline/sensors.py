@@ -40,7 +40,8 @@ from ct_pipeline.zoho import ZohoCRMResource
 INTERVAL_ENV = "CT_ZOHO_SENSOR_INTERVAL_SECONDS"
 # A CRM edit should reach CleverTap within a minute: the tick interval is the largest share of
 # that. Each idle tick costs one API credit per synced module (Get Records is 1 credit a call,
-# Kaizen #60), about 23,000 credits a day for four modules at 15 s.
+# Kaizen #60): about 23,000 credits a day for four modules at 15 s, and 2,300 more for the
+# deletion probes, half the 50,000 base of a Standard org (the Free edition has 5,000).
 DEFAULT_INTERVAL_SECONDS = 15
 # The sensor daemon looks at its sensors every 5 seconds; a shorter interval buys nothing.
 MIN_INTERVAL_SECONDS = 5
