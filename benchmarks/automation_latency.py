@@ -9,16 +9,21 @@ requested the run, the run's wait in the queue and start-up, and the run itself.
     DAGSTER_PG_HOST=127.0.0.1 DAGSTER_PG_PORT=5432 DAGSTER_PG_USER=postgres DAGSTER_PG_DB=postgres \
         PYTHONPATH=. .venv/bin/python benchmarks/automation_latency.py --edits 8
 
-Writes benchmarks/results/automation_latency.json.
+Writes benchmarks/results/automation_latency.json, with the commit measured and the machine's
+load average before and after (the daemon, the emulators and the runs share its cores).
 """
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+import harness
 
 from ct_pipeline_tests.automation.daemon import DaemonStack, postgres_configured, running_stack
 from ct_pipeline_tests.automation.test_daemon_end_to_end import (
@@ -41,6 +46,7 @@ def main() -> None:
     if not postgres_configured():
         raise SystemExit("set DAGSTER_PG_HOST, DAGSTER_PG_PORT, DAGSTER_PG_USER, DAGSTER_PG_DB")
 
+    load_before = [round(value, 2) for value in os.getloadavg()]
     with (
         tempfile.TemporaryDirectory() as workdir,
         running_stack(
@@ -59,6 +65,8 @@ def main() -> None:
     totals = [sample["total_seconds"] for sample in samples]
     report = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "load_average_before": load_before,
         "contacts": args.contacts,
         "sensor_interval_seconds": args.sensor_interval or "default",
         "edits": len(samples),
@@ -72,7 +80,7 @@ def main() -> None:
         },
         "samples": samples,
     }
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    harness.write_result(RESULTS.stem, report, RESULTS)
     print(json.dumps({key: value for key, value in report.items() if key != "samples"}, indent=2))
 
 
@@ -94,6 +102,13 @@ def measure_edit(stack: DaemonStack, contact_id: str, identity: str, city: str) 
         "queue_and_start_up": round(run_started - created, 2),
         "run_until_upload": round(arrived_at - run_started, 2),
     }
+
+
+def _commit() -> str:
+    """The commit measured, marked when the working tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 if __name__ == "__main__":

@@ -298,6 +298,45 @@ def rejections(warehouse_url: str | None, kind: str | None, code: int | None, li
     )
 
 
+@main.command("requeue-parked")
+@warehouse_option
+@click.option(
+    "--reason",
+    default=None,
+    help="Only events parked for this reason, e.g. no_matching_contact.",
+)
+def requeue_parked(warehouse_url: str | None, reason: str | None) -> None:
+    """Send parked webhook events back to be matched and written to Zoho again.
+
+    Use it once the cause is fixed: the missing Contact exists, the Zoho field was added, the
+    event was added to writeback.events. Prints the parked events by reason, then how many
+    were requeued; the next crm_writeback run takes them. Reads CT_WAREHOUSE_URL (or
+    --warehouse).
+    """
+    from ct_pipeline.webhooks import requeue_parked as requeue
+    from ct_pipeline.webhooks.inbox import parked_by_reason
+
+    warehouse = _open_warehouse(warehouse_url, None)
+    parked = parked_by_reason(warehouse)
+    if not parked:
+        click.echo("No webhook events are parked: nothing to requeue.")
+        return
+    click.echo(
+        "Parked webhook events: "
+        + ", ".join(f"{name} {count:,}" for name, count in parked.items())
+        + "."
+    )
+    if reason is not None and reason not in parked:
+        click.echo(f"None is parked for {reason}: nothing requeued.")
+        return
+
+    requeued = requeue(warehouse, reason)
+    click.echo(
+        f"Requeued {requeued:,} events{_filters(reason=reason)}. The next crm_writeback run "
+        "matches them again (webhook_inbox_sensor starts one within five minutes)."
+    )
+
+
 def masked_rejections(rows: pd.DataFrame) -> pd.DataFrame:
     """Rejection rows for display: profile keys (identities) masked, errors redacted."""
     from ct_pipeline.sensors import redact

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import string
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -157,6 +158,23 @@ class QualitySettings(_Section):
     rejection_ceiling: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
 
 
+# What a Note's content may name. None of it is personal data: the Note is read in the CRM by
+# people who see the Contact anyway, but it must not copy identities around.
+NOTE_PLACEHOLDERS = {
+    "event": "the CleverTap event name",
+    "date": "the event's date in writeback.timezone (YYYY-MM-DD)",
+    "time": "the event's time in UTC when the delivery gave one, else its date",
+    "campaign": "the CleverTap webhook campaign id (targetId), empty when none was sent",
+    "source": "'CleverTap webhook campaign <id>', or 'CleverTap' without an id",
+    "event_ref": "the first 16 characters of the event's id in clevertap_webhook_inbox",
+}
+DEFAULT_NOTE_CONTENT = (
+    "{event} on {time}, reported by {source}. Written by ct_pipeline (event {event_ref})."
+)
+# Zoho's Update Records trigger values (research/zoho.md §6).
+ZohoTrigger = Literal["workflow", "approval", "blueprint"]
+
+
 class WritebackEvent(_Section):
     """A CleverTap webhook event and what it writes to the matching Zoho Contact."""
 
@@ -164,6 +182,28 @@ class WritebackEvent(_Section):
     field: Annotated[str, Field(min_length=1)]
     value: str | bool | int | float
     note_title: Annotated[str, Field(min_length=1, max_length=120)]
+    # The Note's text, with {placeholders} from NOTE_PLACEHOLDERS.
+    note_content: Annotated[str, Field(min_length=1, max_length=2000)] = DEFAULT_NOTE_CONTENT
+
+    @field_validator("note_content")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        allowed = ", ".join(f"{{{name}}}" for name in NOTE_PLACEHOLDERS)
+        try:
+            parts = list(string.Formatter().parse(template))
+        except ValueError as error:
+            raise ValueError(
+                f"is not a template ({error}); write {{{{ and }}}} for literal braces"
+            ) from None
+        for _, name, spec, conversion in parts:
+            if name is None:
+                continue
+            if name not in NOTE_PLACEHOLDERS or spec or conversion:
+                raise ValueError(
+                    f"uses {{{name}{'!' + conversion if conversion else ''}"
+                    f"{':' + spec if spec else ''}}}, which is not a placeholder; use {allowed}"
+                )
+        return template
 
 
 class WritebackSettings(_Section):
@@ -177,6 +217,13 @@ class WritebackSettings(_Section):
     timezone: str = "Asia/Kolkata"
     # Larger webhook bodies are refused (413) before they are read.
     max_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 5 * 1024 * 1024
+    # The Zoho rules the Contact updates may set off. Zoho runs every workflow, approval and
+    # blueprint rule on an update that names none; by default none run, since a rule that
+    # updates a synced field or mails the customer would act on every webhook.
+    trigger: list[ZohoTrigger] = []
+    # An event without a time of its own (CleverTap's payload has none) that arrives again
+    # within this many seconds of the first copy is CleverTap's retry; later, a new event.
+    retry_window_seconds: Annotated[int, Field(ge=10, le=86_400)] = 600
 
     @field_validator("events")
     @classmethod

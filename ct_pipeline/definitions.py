@@ -3,12 +3,7 @@
 import dagster as dg
 
 from ct_pipeline.assets import ALL_ASSETS
-from ct_pipeline.assets.writeback import (
-    WRITEBACK_ASSETS,
-    WRITEBACK_CHECKS,
-    WRITEBACK_JOBS,
-    WRITEBACK_SENSORS,
-)
+from ct_pipeline.assets.writeback import WRITEBACK_ASSETS, WRITEBACK_CHECKS, WRITEBACK_JOBS
 from ct_pipeline.checks import CHECKS
 from ct_pipeline.jobs import SYNC_JOBS
 from ct_pipeline.resources import environment_resources
@@ -23,7 +18,7 @@ def build_definitions() -> dg.Definitions:
         asset_checks=[*CHECKS, *AUTOMATION_CHECKS, *WRITEBACK_CHECKS],
         jobs=[*SYNC_JOBS, *WRITEBACK_JOBS],
         schedules=SCHEDULES,
-        sensors=[*SENSORS, *WRITEBACK_SENSORS],
+        sensors=SENSORS,
         resources=environment_resources(),
     )
 

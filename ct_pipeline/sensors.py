@@ -1,4 +1,5 @@
-"""The sensors: a Zoho change starts an incremental sync, and a failed sync is recorded.
+"""The sensors: a Zoho change starts an incremental sync, waiting webhook events start the
+write-back, and a failed run is recorded.
 
 `zoho_changes_sensor` asks Zoho on every tick, one record per module with If-Modified-Since,
 whether anything changed after the cursors the warehouse stores, and requests an
@@ -7,14 +8,18 @@ in progress: the warehouse cursors advance only when a run commits what it read,
 made during a run is still newer than the cursors when that run ends, and the next tick sees
 it. Its run keys come from the cursors, so a tick evaluated twice cannot start two runs.
 
-`sync_failure_sensor` writes every failed sync run to the warehouse table `sync_failures` and
-logs it with the run id.
+`webhook_inbox_sensor` starts `crm_writeback` while webhook events wait in the inbox: at once
+for new events, and again after a pause while a failed run left events pending.
+
+`sync_failure_sensor` writes every failed sync or write-back run to the warehouse table
+`sync_failures` and logs it with the run id.
 """
 
 import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -23,17 +28,20 @@ import dagster as dg
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, NOT_FINISHED_STATUSES
 
 from ct_pipeline.assets.common import SYNC_TAG, mask_identity
+from ct_pipeline.assets.writeback import WRITEBACK_TAG, crm_writeback_job
 from ct_pipeline.config import SyncConfigResource
 from ct_pipeline.jobs import incremental_sync, nightly_full_sync
 from ct_pipeline.schedules import SYNC_FAILURES, failure_row
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.warehouse.state import read_cursor
+from ct_pipeline.webhooks.inbox import pending_summary
 from ct_pipeline.zoho import ZohoCRMResource
 
 INTERVAL_ENV = "CT_ZOHO_SENSOR_INTERVAL_SECONDS"
 # A CRM edit should reach CleverTap within a minute: the tick interval is the largest share of
 # that. Each idle tick costs one API credit per synced module (Get Records is 1 credit a call,
-# Kaizen #60), about 23,000 credits a day for four modules at 15 s.
+# Kaizen #60): about 23,000 credits a day for four modules at 15 s, and 2,300 more for the
+# deletion probes, half the 50,000 base of a Standard org (the Free edition has 5,000).
 DEFAULT_INTERVAL_SECONDS = 15
 # The sensor daemon looks at its sensors every 5 seconds; a shorter interval buys nothing.
 MIN_INTERVAL_SECONDS = 5
@@ -44,6 +52,11 @@ DELETION_PROBE_EVERY = timedelta(minutes=5)
 # A run that failed at the same cursors is retried after 1 minute, then 2, 4, ... up to 1 hour.
 RETRY_FIRST_WAIT = timedelta(minutes=1)
 RETRY_LONGEST_WAIT = timedelta(hours=1)
+
+# The inbox sensor looks at the inbox this often; CleverTap expects nothing after the 200.
+INBOX_INTERVAL_SECONDS = 30
+# Events a failed write-back run left pending get a new run after this long, not on every tick.
+RETRY_AFTER_SECONDS = 300
 
 CURSORS_TAG = "ct_pipeline/zoho_cursors"
 TRIGGER_TAG = "ct_pipeline/trigger"
@@ -292,17 +305,62 @@ def retry_wait(attempts: Sequence[dg.RunRecord], now: datetime) -> timedelta | N
     return remaining if remaining > timedelta(0) else None
 
 
-@dg.run_failure_sensor(
-    name="sync_failure_sensor",
-    monitored_jobs=[nightly_full_sync, incremental_sync],
+@dg.sensor(
+    name="webhook_inbox_sensor",
+    job=crm_writeback_job,
+    minimum_interval_seconds=INBOX_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        f"Records every failed sync run in the warehouse table {SYNC_FAILURES} (run id, job, "
-        "failed steps, error) and logs it with the run id. Running by default."
+        "Starts crm_writeback when webhook events are pending: at once for newly arrived "
+        f"events, and every {RETRY_AFTER_SECONDS // 60} minutes while a failed run left "
+        "events pending. Never while a write-back run is queued or running. Running by default."
+    ),
+)
+def webhook_inbox_sensor(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Request a write-back run while webhook events are pending and none is in flight."""
+    summary = pending_summary(warehouse)
+    if summary.count == 0 or summary.newest_received_at is None:
+        return dg.SkipReason("no webhook events pending")
+    in_flight = context.instance.get_run_records(
+        filters=dg.RunsFilter(
+            job_name=crm_writeback_job.name, statuses=list(NOT_FINISHED_STATUSES)
+        ),
+        limit=1,
+    )
+    if in_flight:
+        return dg.SkipReason(f"{summary.count} events pending; a write-back run is in flight")
+
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    newest = summary.newest_received_at.astimezone(UTC).isoformat()
+    now = time.time()
+    if newest != cursor.get("newest"):
+        run_key = f"inbox:{newest}:{summary.count}"
+    elif now - float(cursor.get("requested_at", 0)) >= RETRY_AFTER_SECONDS:
+        run_key = f"retry:{newest}:{int(now)}"
+    else:
+        wait = int(RETRY_AFTER_SECONDS - (now - float(cursor["requested_at"])))
+        return dg.SkipReason(
+            f"{summary.count} events still pending after the last run; retrying in {wait} s"
+        )
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=run_key, tags={WRITEBACK_TAG: "true"})],
+        cursor=json.dumps({"newest": newest, "requested_at": now}),
+    )
+
+
+@dg.run_failure_sensor(
+    name="sync_failure_sensor",
+    monitored_jobs=[nightly_full_sync, incremental_sync, crm_writeback_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        f"Records every failed sync or write-back run in the warehouse table {SYNC_FAILURES} "
+        "(run id, job, failed steps, error) and logs it with the run id. Running by default."
     ),
 )
 def sync_failure_sensor(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
-    """Record a failed sync run where operators look: the sync_failures table and the log."""
+    """Record a failed run where operators look: the sync_failures table and the log."""
     run = context.dagster_run
     steps = [event.step_key for event in context.get_step_failure_events() if event.step_key]
     message = failure_message(context)
@@ -319,8 +377,9 @@ def sync_failure_sensor(context: dg.RunFailureSensorContext, warehouse: Warehous
         message=message,
     )
     warehouse.upsert(SYNC_FAILURES, row, key=["failure_id"])
+    kind = "write-back" if run.job_name == crm_writeback_job.name else "sync"
     context.log.error(
-        f"sync run {run.run_id} ({run.job_name}) failed"
+        f"{kind} run {run.run_id} ({run.job_name}) failed"
         f"{' in ' + ', '.join(steps) if steps else ''}; recorded in {SYNC_FAILURES}"
     )
 
@@ -346,4 +405,4 @@ def redact(text: str) -> str:
     return _PHONE.sub(lambda match: mask_identity(re.sub(r"[ -]", "", match.group())), text)
 
 
-SENSORS = [zoho_changes_sensor, sync_failure_sensor]
+SENSORS = [zoho_changes_sensor, webhook_inbox_sensor, sync_failure_sensor]

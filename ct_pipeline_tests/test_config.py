@@ -128,3 +128,65 @@ def test_a_file_that_is_not_yaml_is_reported_as_such():
 def test_a_missing_file_names_the_environment_variable(tmp_path):
     with pytest.raises(SyncConfigError, match="CT_SYNC_CONFIG"):
         load_sync_config(tmp_path / "absent.yaml")
+
+
+WRITEBACK_EVENT = "{event: Charged, field: Last_Purchase_Date, value: $event_date, note_title: P"
+
+
+@pytest.mark.parametrize(
+    ("text", "named", "says"),
+    [
+        (
+            "profile: {mappings: [{zoho: Subscription_Status, clevertap: Plan}]}\n"
+            "writeback: {events: [{event: Cancelled, field: Subscription_Status, "
+            "value: Cancelled, note_title: C}]}",
+            "writeback.events.0.field Subscription_Status",
+            "also in profile.mappings",
+        ),
+        (
+            f"writeback: {{events: [{WRITEBACK_EVENT}, note_content: 'Paid by {{phone}}'}}]}}",
+            "writeback.events.0.note_content",
+            "{phone}, which is not a placeholder",
+        ),
+        (
+            f"writeback: {{events: [{WRITEBACK_EVENT}, note_content: 'On {{date:%d}}'}}]}}",
+            "writeback.events.0.note_content",
+            "{date:%d}, which is not a placeholder",
+        ),
+        (
+            f"writeback: {{events: [{WRITEBACK_EVENT}, note_content: 'Paid {{}}'}}]}}",
+            "writeback.events.0.note_content",
+            "{}, which is not a placeholder",
+        ),
+        (
+            f"writeback: {{events: [{WRITEBACK_EVENT}, note_content: 'Paid {{event'}}]}}",
+            "writeback.events.0.note_content",
+            "for literal braces",
+        ),
+        ("writeback: {trigger: [workflows]}", "writeback.trigger.0", "'workflow'"),
+        ("writeback: {retry_window_seconds: 5}", "writeback.retry_window_seconds", "10"),
+    ],
+    ids=[
+        "field-synced-forward",
+        "unknown-placeholder",
+        "format-spec",
+        "positional",
+        "unclosed-brace",
+        "unknown-trigger",
+        "window-too-short",
+    ],
+)
+def test_a_bad_writeback_setting_fails_naming_the_key_and_the_fix(text, named, says):
+    with pytest.raises(SyncConfigError) as refused:
+        parse_sync_config(text)
+
+    assert named in str(refused.value)
+    assert says in str(refused.value)
+
+
+def test_the_writeback_defaults_fire_no_zoho_rules_and_keep_the_note_text():
+    settings = parse_sync_config(f"writeback: {{events: [{WRITEBACK_EVENT}}}]}}").writeback
+
+    assert settings.trigger == []
+    assert settings.retry_window_seconds == 600
+    assert settings.events[0].note_content.startswith("{event} on {time}, reported by {source}")

@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
+from ct_pipeline.assets.common import CLEVERTAP_POOL, SYNC_TAG, ZOHO_POOL
 from ct_pipeline.definitions import defs
+from ct_pipeline.jobs import SYNC_JOBS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,3 +55,34 @@ def test_every_flow_is_in_the_code_location():
     assert dg.AssetKey("crm_writeback") in {
         key for assets_def in repository.assets_defs_by_key.values() for key in assets_def.keys
     }
+
+
+# The API resource a step uses -> the pool that limits such steps across runs (dagster.yaml).
+API_POOLS = {"zoho": ZOHO_POOL, "clevertap": CLEVERTAP_POOL}
+
+
+def test_every_step_that_calls_an_api_holds_its_pool():
+    steps = {
+        op.name: op
+        for job in defs.get_repository_def().get_all_jobs()
+        for op in job.graph.iterate_op_defs()
+    }
+    calling = {
+        (name, api): op.pool
+        for name, op in steps.items()
+        for api in API_POOLS
+        if api in op.required_resource_keys
+    }
+    without_their_pool = {
+        step: pool for step, pool in calling.items() if pool != API_POOLS[step[1]]
+    }
+
+    assert {"zoho_contacts", "write_crm_writeback", "clevertap_profile_sync"} <= {
+        name for name, _ in calling
+    }
+    assert without_their_pool == {}
+
+
+@pytest.mark.parametrize("job", SYNC_JOBS, ids=lambda job: job.name)
+def test_every_sync_job_carries_the_tag_the_run_queue_limits(job):
+    assert job.tags.get(SYNC_TAG) == "true"

@@ -1,14 +1,13 @@
-"""CleverTap -> Zoho: the webhook inbox, the write-back to Contacts, its job, sensor and checks.
+"""CleverTap -> Zoho: the webhook inbox, the write-back to Contacts, its job and checks.
 
 The receiver (`ct-pipeline webhook-server`, `ct_pipeline.webhooks`) stores deliveries in the
-inbox and answers CleverTap at once. The sensor starts the `crm_writeback` job while events are
-pending; the job matches each event to a Contact and writes the configured field and a Note.
-The fields written here are never synced forward (the configuration refuses a field that is
-both written back and mapped to CleverTap), so a write-back cannot echo back to CleverTap.
+inbox and answers CleverTap at once. `webhook_inbox_sensor` (in `ct_pipeline.sensors`) starts the
+`crm_writeback` job while events are pending; the job matches each event to a Contact and
+writes the configured field and a Note. The fields written here are never synced forward (the
+configuration refuses a field that is both written back and mapped to CleverTap), so a
+write-back cannot echo back to CleverTap.
 """
 
-import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -35,7 +34,6 @@ from ct_pipeline.webhooks.inbox import (
     RECEIVED,
     count_by_status,
     ensure_inbox_tables,
-    pending_summary,
     read_inbox,
     update_events,
 )
@@ -56,18 +54,8 @@ from ct_pipeline.zoho import ZohoCRMResource
 GROUP = "writeback"
 JOB_NAME = "crm_writeback"
 WRITEBACK_TAG = "ct_pipeline/writeback"
-# The sensor looks at the inbox this often; CleverTap expects nothing from us after the 200.
-SENSOR_INTERVAL_SECONDS = 30
-# Events a failed run left pending get a new run after this long, not on every tick.
-RETRY_AFTER_SECONDS = 300
 # A pending event older than this means the write-back is not running or keeps failing.
 STALE_AFTER = timedelta(hours=6)
-IN_FLIGHT_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 @dg.asset(
@@ -202,47 +190,6 @@ crm_writeback_job = dg.define_asset_job(
 )
 
 
-@dg.sensor(
-    name="webhook_inbox_sensor",
-    job=crm_writeback_job,
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Starts crm_writeback when webhook events are pending: at once for newly arrived "
-        f"events, and every {RETRY_AFTER_SECONDS // 60} minutes while a failed run left "
-        "events pending. Never while a write-back run is queued or running."
-    ),
-)
-def webhook_inbox_sensor(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
-) -> dg.SensorResult | dg.SkipReason:
-    summary = pending_summary(warehouse)
-    if summary.count == 0 or summary.newest_received_at is None:
-        return dg.SkipReason("no webhook events pending")
-    in_flight = context.instance.get_run_records(
-        filters=dg.RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT_STATUSES), limit=1
-    )
-    if in_flight:
-        return dg.SkipReason(f"{summary.count} events pending; a write-back run is in flight")
-
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    newest = summary.newest_received_at.astimezone(UTC).isoformat()
-    now = time.time()
-    if newest != cursor.get("newest"):
-        run_key = f"inbox:{newest}:{summary.count}"
-    elif now - float(cursor.get("requested_at", 0)) >= RETRY_AFTER_SECONDS:
-        run_key = f"retry:{newest}:{int(now)}"
-    else:
-        wait = int(RETRY_AFTER_SECONDS - (now - float(cursor["requested_at"])))
-        return dg.SkipReason(
-            f"{summary.count} events still pending after the last run; retrying in {wait} s"
-        )
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=run_key, tags={WRITEBACK_TAG: "true"})],
-        cursor=json.dumps({"newest": newest, "requested_at": now}),
-    )
-
-
 @dg.asset_check(
     asset=clevertap_webhook_inbox,
     description=(
@@ -313,5 +260,4 @@ def _inbox_outcome(
 
 WRITEBACK_ASSETS = [clevertap_webhook_inbox, crm_writeback]
 WRITEBACK_JOBS = [crm_writeback_job]
-WRITEBACK_SENSORS = [webhook_inbox_sensor]
 WRITEBACK_CHECKS = [webhook_inbox_not_stalled, applied_events_confirmed_by_zoho]

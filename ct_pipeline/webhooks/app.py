@@ -16,7 +16,8 @@ import binascii
 import hmac
 import logging
 import os
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import uvicorn
@@ -28,7 +29,7 @@ from starlette.routing import Route
 
 from ct_pipeline.config import SyncConfig, load_sync_config
 from ct_pipeline.warehouse import WarehouseResource
-from ct_pipeline.webhooks.inbox import ensure_inbox_tables, store_delivery
+from ct_pipeline.webhooks.inbox import DEFAULT_RETRY_WINDOW, ensure_inbox_tables, store_delivery
 from ct_pipeline.webhooks.payload import WebhookPayloadError, parse_delivery
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ def create_webhook_app(
     token: str,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     event_key: str = "event",
+    retry_window: timedelta = DEFAULT_RETRY_WINDOW,
+    clock: Callable[[], datetime] | None = None,
 ) -> Starlette:
     """The receiver app: `POST /webhooks/clevertap` stores deliveries, `GET /health` answers.
 
@@ -64,6 +67,9 @@ def create_webhook_app(
         max_body_bytes: larger bodies get 413, judged from Content-Length before reading and
             while reading.
         event_key: the campaign key-value pair that names the event (`writeback.event_key`).
+        retry_window: a copy of an event without a time of its own received this soon after
+            the first is a retry (`writeback.retry_window_seconds`).
+        clock: when a delivery is received (tz-aware UTC); defaults to the real clock.
     """
     if not token or len(token) < MIN_TOKEN_LENGTH:
         raise WebhookConfigError(
@@ -74,7 +80,14 @@ def create_webhook_app(
     if max_body_bytes < 1:
         raise WebhookConfigError("max_body_bytes must be a positive number of bytes")
     ensure_inbox_tables(warehouse)
-    receiver = _Receiver(warehouse, token.encode("utf-8"), max_body_bytes, event_key)
+    receiver = _Receiver(
+        warehouse,
+        token.encode("utf-8"),
+        max_body_bytes,
+        event_key,
+        retry_window,
+        clock or _utc_now,
+    )
     return Starlette(
         routes=[
             Route(WEBHOOK_PATH, receiver.receive, methods=["POST"]),
@@ -102,6 +115,7 @@ def serve_webhooks(
         token if token is not None else os.environ.get(TOKEN_ENV_VAR, ""),
         max_body_bytes=settings.max_body_bytes,
         event_key=settings.event_key,
+        retry_window=timedelta(seconds=settings.retry_window_seconds),
     )
     uvicorn.run(
         app,
@@ -119,14 +133,26 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class _Receiver:
     def __init__(
-        self, warehouse: WarehouseResource, token: bytes, max_body_bytes: int, event_key: str
+        self,
+        warehouse: WarehouseResource,
+        token: bytes,
+        max_body_bytes: int,
+        event_key: str,
+        retry_window: timedelta,
+        clock: Callable[[], datetime],
     ) -> None:
         self.warehouse = warehouse
         self.token = token
         self.max_body_bytes = max_body_bytes
         self.event_key = event_key
+        self.retry_window = retry_window
+        self.clock = clock
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -159,7 +185,7 @@ class _Receiver:
 
         try:
             stored = await run_in_threadpool(
-                store_delivery, self.warehouse, delivery, body, datetime.now(UTC)
+                store_delivery, self.warehouse, delivery, body, self.clock(), self.retry_window
             )
         except Exception as error:  # noqa: BLE001 - any storage failure must become a 503
             # The database error's text can carry the row's values: log its type only.

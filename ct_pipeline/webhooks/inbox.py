@@ -6,24 +6,31 @@ moves it through `received` (stored, not yet matched) -> `matched` (a Contact wa
 field and Note are due) -> `applied`; a row that cannot be applied is `parked` with a reason.
 `received` and `matched` rows are pending: the write-back job picks them up.
 
+An event's id is its fingerprint (name, person, time) when the delivery gives its time, so a
+retry or a resend, however late, adds nothing. Without a time, a copy of the same profile
+received within the retry window of the first counts as CleverTap's retry; later, the same
+profile is a new event (the id then also carries the window it was received in).
+
 A parked row goes back to `received` with `requeue_parked` (for example once a missing Contact
 exists, or a field was added in Zoho).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
 from ct_pipeline.warehouse import WarehouseResource, WarehouseTransaction
-from ct_pipeline.webhooks.payload import WebhookDelivery
+from ct_pipeline.webhooks.payload import WebhookDelivery, WebhookEvent
 
 DELIVERIES_TABLE = "clevertap_webhook_deliveries"
 INBOX_TABLE = "clevertap_webhook_inbox"
@@ -33,6 +40,10 @@ MATCHED = "matched"
 APPLIED = "applied"
 PARKED = "parked"
 PENDING_STATUSES = (RECEIVED, MATCHED)
+
+# CleverTap retries a webhook once or twice after a 3 to 5 s timeout (research/clevertap.md §6):
+# a copy of a time-less event received this soon after the first is its retry.
+DEFAULT_RETRY_WINDOW = timedelta(minutes=10)
 
 # Column -> pandas dtype; the dtype decides the SQL type when the table is created.
 DELIVERY_COLUMNS = {
@@ -119,14 +130,26 @@ def store_delivery(
     delivery: WebhookDelivery,
     body: bytes,
     received_at: datetime | None = None,
+    retry_window: timedelta = DEFAULT_RETRY_WINDOW,
 ) -> StoredDelivery:
-    """Keep the raw delivery and insert its events that are new, in one transaction."""
+    """Keep the raw delivery and insert its events that are new, in one transaction.
+
+    An event without a time of its own is a retry when the same profile was received less than
+    `retry_window` before.
+    """
     received_at = received_at or datetime.now(UTC)
     delivery_id = uuid.uuid4().hex
-    events = _event_rows(delivery, delivery_id, received_at)
+    ids = [event_ids(event, received_at, retry_window) for event in delivery.events]
+    events = _event_rows(delivery, [current for current, _ in ids], delivery_id, received_at)
     with warehouse.transaction() as tx:
-        known = _existing_ids(tx, events["event_id"].tolist())
-        new_events = events[~events["event_id"].isin(known)]
+        known = _received_at(tx, [key for pair in ids for key in pair if key is not None])
+        cutoff = received_at - retry_window
+        seen = {
+            current
+            for current, earlier in ids
+            if current in known or (earlier in known and known[earlier] > cutoff)
+        }
+        new_events = events[~events["event_id"].isin(seen)]
         tx.upsert(INBOX_TABLE, new_events, key=["event_id"], keep_existing=True)
         record = {
             "delivery_id": delivery_id,
@@ -145,6 +168,26 @@ def store_delivery(
         events=events["event_id"].nunique(),
         new_events=int(new_events["event_id"].nunique()),
     )
+
+
+def event_ids(
+    event: WebhookEvent, received_at: datetime, retry_window: timedelta
+) -> tuple[str, str | None]:
+    """The inbox id of `event` received at `received_at`, and for an event without a time of its
+    own the id a copy received in the window before would have had (else None).
+
+    Time-less ids carry the number of the window they fall in, so copies in one window share an
+    id; a retry just across a window's edge is found by the earlier window's id.
+    """
+    if event.event_time is not None:
+        return event.fingerprint, None
+    seconds = max(retry_window.total_seconds(), 1.0)
+    window = math.floor(received_at.timestamp() / seconds)
+    return _windowed(event.fingerprint, window), _windowed(event.fingerprint, window - 1)
+
+
+def _windowed(fingerprint: str, window: int) -> str:
+    return hashlib.sha256(f"{fingerprint}:{window}".encode()).hexdigest()
 
 
 def read_inbox(warehouse: WarehouseResource, statuses: Iterable[str]) -> pd.DataFrame:
@@ -198,6 +241,18 @@ def requeue_parked(warehouse: WarehouseResource, reason: str | None = None) -> i
         ).rowcount
 
 
+def parked_by_reason(warehouse: WarehouseResource) -> dict[str, int]:
+    """Parked inbox rows by reason."""
+    if not warehouse.table_exists(INBOX_TABLE):
+        return {}
+    frame = warehouse.read_sql(
+        f"SELECT reason, COUNT(*) AS n FROM {INBOX_TABLE} WHERE status = :parked "
+        "GROUP BY reason ORDER BY reason",
+        {"parked": PARKED},
+    )
+    return {str(reason): int(n) for reason, n in zip(frame["reason"], frame["n"], strict=True)}
+
+
 def count_by_status(warehouse: WarehouseResource) -> dict[str, int]:
     """Inbox rows by status."""
     if not warehouse.table_exists(INBOX_TABLE):
@@ -232,10 +287,12 @@ def typed_frame(
     return frame
 
 
-def _event_rows(delivery: WebhookDelivery, delivery_id: str, received_at: datetime) -> pd.DataFrame:
+def _event_rows(
+    delivery: WebhookDelivery, event_ids: list[str], delivery_id: str, received_at: datetime
+) -> pd.DataFrame:
     events = delivery.events
     columns: dict[str, list[Any]] = {name: [None] * len(events) for name in INBOX_COLUMNS}
-    columns["event_id"] = [event.event_id for event in events]
+    columns["event_id"] = event_ids
     columns["delivery_id"] = [delivery_id] * len(events)
     columns["received_at"] = [received_at] * len(events)
     columns["updated_at"] = [received_at] * len(events)
@@ -251,16 +308,13 @@ def _event_rows(delivery: WebhookDelivery, delivery_id: str, received_at: dateti
     return typed_frame(pd.DataFrame(columns), INBOX_COLUMNS)
 
 
-def _existing_ids(tx: WarehouseTransaction, event_ids: list[str]) -> set[str]:
+def _received_at(tx: WarehouseTransaction, event_ids: list[str]) -> dict[str, datetime]:
+    """When each of these ids already in the inbox was received."""
     if not event_ids:
-        return set()
-    statement = sa.text(f"SELECT event_id FROM {INBOX_TABLE} WHERE event_id IN :keys")
-    statement = statement.bindparams(sa.bindparam("keys", expanding=True))
-    known: set[str] = set()
-    for start in range(0, len(event_ids), _IN_CHUNK):
-        chunk = event_ids[start : start + _IN_CHUNK]
-        known.update(row[0] for row in tx.connection.execute(statement, {"keys": chunk}))
-    return known
-
-
-_IN_CHUNK = 900
+        return {}
+    rows = tx.read_rows(INBOX_TABLE, "event_id", event_ids, ["event_id", "received_at"])
+    moments = pd.to_datetime(rows["received_at"], utc=True)
+    return {
+        str(event_id): moment.to_pydatetime()
+        for event_id, moment in zip(rows["event_id"], moments, strict=True)
+    }

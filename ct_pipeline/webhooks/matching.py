@@ -4,7 +4,9 @@ A profile is matched, most reliable first: by the `crm_contact_id` the forward f
 profile data; by its identity in `clevertap_pushed_profiles` (every profile CleverTap accepted,
 with its Contact); then by its identity, email and phone, normalised as the forward flow
 normalises them, against `contact_identities`. A way that finds one Contact decides; a way that
-finds several parks the event as ambiguous; no way at all parks it as unmatched.
+finds several parks the event as ambiguous; no way at all parks it as unmatched. A profile
+that carries none of identity, email, phone and crm_contact_id cannot be matched at all and is
+parked as such.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import sqlalchemy as sa
 
-from ct_pipeline.config import WritebackEvent, WritebackSettings
+from ct_pipeline.config import DEFAULT_NOTE_CONTENT, WritebackEvent, WritebackSettings
 from ct_pipeline.identity import normalize_emails, normalize_phones
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.warehouse.state import PUSHED_PROFILES
@@ -31,8 +33,12 @@ BY_PHONE = "phone"
 
 # Reasons an event is parked.
 NO_MATCH = "no_matching_contact"
+NO_IDENTIFIER = "no_identifier"
 AMBIGUOUS = "ambiguous_contact"
 UNCONFIGURED = "event_not_configured"
+
+# The event columns a Contact can be found by; objectId is CleverTap's own and matches nothing.
+MATCHING_IDENTIFIERS = ("identity", "email", "phone", "crm_contact_id")
 
 EVENT_DATE_VALUE = "$event_date"
 CONTACTS = "Contacts"
@@ -64,6 +70,10 @@ def match_events(
         dtype="object",
     )
     undecided = pd.Series(True, index=events.index)
+
+    anonymous = events[list(MATCHING_IDENTIFIERS)].isna().all(axis="columns")
+    result.loc[anonymous, "reason"] = NO_IDENTIFIER
+    undecided &= ~anonymous
 
     given = events["crm_contact_id"].where(events["crm_contact_id"].notna(), None)
     by_id = given.notna() & given.astype("str").str.fullmatch(r"\d+").fillna(False)
@@ -121,30 +131,43 @@ def writeback_values(events: pd.DataFrame, settings: WritebackSettings) -> pd.Da
 
 def note_title(settings: WritebackSettings, event_name: str) -> str:
     """The configured Note title of an event (it never carries personal data)."""
-    for rule in settings.events:
-        if rule.event.casefold() == event_name.casefold():
-            return rule.note_title
-    return event_name
+    rule = _rule(settings, event_name)
+    return rule.note_title if rule is not None else event_name
 
 
 def note_content(
+    settings: WritebackSettings,
     event_name: str,
     event_date: str,
     event_time: datetime | None,
     target_id: str | None,
     event_id: str,
 ) -> str:
-    """A Note body naming the event and when it happened, and where it came from."""
+    """The Note body of an event: its configured `note_content` template, filled in."""
+    rule = _rule(settings, event_name)
+    template = rule.note_content if rule is not None else DEFAULT_NOTE_CONTENT
     when = (
         pd.Timestamp(event_time).strftime("%Y-%m-%d %H:%M UTC")
         if event_time is not None and not pd.isna(event_time)
         else event_date
     )
-    campaign = f" by CleverTap webhook campaign {target_id}" if target_id else " by CleverTap"
-    return (
-        f"{event_name} on {when}, reported{campaign}. "
-        f"Written by ct_pipeline (event {event_id[:16]})."
+    return template.format_map(
+        {
+            "event": event_name,
+            "date": event_date,
+            "time": when,
+            "campaign": target_id or "",
+            "source": f"CleverTap webhook campaign {target_id}" if target_id else "CleverTap",
+            "event_ref": event_id[:16],
+        }
     )
+
+
+def _rule(settings: WritebackSettings, event_name: str) -> WritebackEvent | None:
+    for rule in settings.events:
+        if rule.event.casefold() == event_name.casefold():
+            return rule
+    return None
 
 
 def _value(rule: WritebackEvent, event_date: str) -> str | bool | int | float:

@@ -7,8 +7,11 @@ profile's `identity`, `email`, `objectId`, `profileData` and `event_properties`
 or underscores. The body names no event: the webhook campaign names it in its key-value pairs,
 under the configured key (`writeback.event_key`).
 
-An event's id is derived from what makes it the same event (its name, who did it, and when), so
-a delivery CleverTap retries, or sends twice, yields the ids it yielded the first time.
+Each event gets a fingerprint of what makes it the same event: its name, who did it, and when.
+CleverTap's payload carries no event time of its own (research/clevertap.md §6); when neither
+the event properties, the profile nor the campaign's key-value pairs give one (`event_time` or
+`ts`), the profile exactly as sent stands in for the time, and the inbox counts a copy received
+within a short window as a retry (`ct_pipeline.webhooks.inbox`), not forever.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ EVENT_TIME_KEYS = ("event_time", "ts")
 CLEVERTAP_DATE_PREFIX = "$D_"
 # Epoch values above this are milliseconds (1e11 seconds is the year 5138).
 EPOCH_MILLISECONDS_ABOVE = 10**11
+# PostgreSQL text cannot hold NUL; a NUL sent inside a value is kept visible as U+FFFD instead.
+NUL = "\x00"
+NUL_STAND_IN = "\ufffd"
 # CleverTap event names are at most 512 characters (upload-events-api).
 MAX_EVENT_NAME_LENGTH = 512
 MAX_IDENTITY_LENGTH = 1024
@@ -40,7 +46,7 @@ class WebhookPayloadError(ValueError):
 class WebhookEvent:
     """One profile of a delivery: the event it reports and who it is about (values as sent)."""
 
-    event_id: str
+    fingerprint: str
     event_name: str
     event_time: datetime | None
     identity: str | None
@@ -93,11 +99,10 @@ def parse_delivery(body: bytes, event_key: str = "event") -> WebhookDelivery:
     return WebhookDelivery(is_test=False, target_id=target_id, event_name=event_name, events=events)
 
 
-def event_id(event_name: str, who: str, event_time: datetime | None, fallback: str = "") -> str:
-    """The deterministic id of an event: the same name, person and time give the same id.
+def fingerprint(event_name: str, who: str, event_time: datetime | None, fallback: str = "") -> str:
+    """What makes deliveries the same event: the same name, person and time, the same print.
 
-    Without an event time, `fallback` (a digest of the profile as sent) stands in for it, so a
-    delivery sent twice still yields one event.
+    Without an event time, `fallback` (a digest of the profile as sent) stands in for it.
     """
     moment = event_time.astimezone(UTC).isoformat() if event_time is not None else ""
     key = json.dumps([event_name, who, moment, "" if moment else fallback])
@@ -144,7 +149,7 @@ def _event_name(key_values: dict[str, Any], event_key: str) -> str:
             f"key_values.{event_key} is missing or empty: give the webhook campaign a key-value "
             f"pair '{event_key}' whose value is the CleverTap event it reports"
         )
-    name = name.strip()
+    name = _without_nul(name).strip()
     if len(name) > MAX_EVENT_NAME_LENGTH:
         raise WebhookPayloadError(
             f"key_values.{event_key} is longer than {MAX_EVENT_NAME_LENGTH} characters"
@@ -175,14 +180,13 @@ def _event(
     crm_contact_id = contact_id if contact_id and contact_id.isdigit() else None
     event_time = _event_time(_folded(properties), entry, key_values, where)
 
-    who = _who(identity, email, phone, object_id, crm_contact_id)
-    fallback = ""
-    if event_time is None:
-        fallback = hashlib.sha256(
-            json.dumps([target_id, profile], sort_keys=True, default=str).encode("utf-8")
-        ).hexdigest()
+    as_sent = hashlib.sha256(
+        json.dumps([target_id, profile], sort_keys=True, default=str).encode("utf-8")
+    ).hexdigest()
+    # A profile with no identifier is told apart from others by its content; it is parked.
+    who = _who(identity, email, phone, object_id, crm_contact_id) or f"profile:{as_sent}"
     return WebhookEvent(
-        event_id=event_id(event_name, who, event_time, fallback),
+        fingerprint=fingerprint(event_name, who, event_time, "" if event_time else as_sent),
         event_name=event_name,
         event_time=event_time,
         identity=identity,
@@ -211,7 +215,7 @@ def _identifier(value: Any, where: str) -> str | None:
         value = int(value)
     if not isinstance(value, str | int):
         raise WebhookPayloadError(f"{where} must be a string")
-    text = str(value).strip()
+    text = _without_nul(str(value)).strip()
     if len(text) > MAX_IDENTITY_LENGTH:
         raise WebhookPayloadError(f"{where} is longer than {MAX_IDENTITY_LENGTH} characters")
     return text or None
@@ -272,5 +276,9 @@ def _text(value: Any) -> str | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    text = str(value).strip()
+    text = _without_nul(str(value)).strip()
     return text or None
+
+
+def _without_nul(text: str) -> str:
+    return text.replace(NUL, NUL_STAND_IN)

@@ -131,7 +131,7 @@ def apply_matched_events(
         )
 
     attempted = events["event_id"].tolist()
-    events = _write_fields(warehouse, zoho, events, run_id, report)
+    events = _write_fields(warehouse, zoho, events, settings.trigger, run_id, report)
     if report.zoho_failure is None:
         _write_notes(warehouse, zoho, settings, events, run_id, report)
     still_matched = read_inbox(warehouse, [MATCHED])["event_id"]
@@ -163,6 +163,7 @@ def _write_fields(
     warehouse: WarehouseResource,
     zoho: ZohoCRMResource,
     events: pd.DataFrame,
+    trigger: Sequence[str],
     run_id: str,
     report: WritebackReport,
 ) -> pd.DataFrame:
@@ -186,7 +187,7 @@ def _write_fields(
         chunk = rows[start : start + MAX_RECORDS_PER_WRITE]
         chunk_members = members[start : start + MAX_RECORDS_PER_WRITE]
         try:
-            outcomes = zoho.update_records(CONTACTS, chunk)
+            outcomes = zoho.update_records(CONTACTS, chunk, trigger=trigger)
         except ZohoError as error:
             report.zoho_failure = str(error)
             _record_failed_call(warehouse, events, rows[start:], members[start:], run_id, error)
@@ -221,6 +222,7 @@ def _write_notes(
                 parent_id=str(row.contact_id),
                 title=note_title(settings, str(row.event_name)),
                 content=note_content(
+                    settings,
                     str(row.event_name),
                     str(row.event_date),
                     None if pd.isna(row.event_time) else row.event_time,
@@ -287,7 +289,8 @@ def _field_changes(
         outcome = by_index.get(position)
         refused_field = _refused_field(outcome, row)
         for event_id in event_ids:
-            change: dict[str, Any] = {"event_id": event_id}
+            # Every column of the frame is written back: an event staying pending says so.
+            change: dict[str, Any] = {"event_id": event_id, "status": MATCHED}
             if outcome is not None and outcome.ok:
                 change["field_status"] = FIELD_WRITTEN
                 report.fields_written += 1
@@ -332,7 +335,7 @@ def _note_changes(
     by_index = {outcome.input_index: outcome for outcome in outcomes}
     for position, row in enumerate(chunk.itertuples()):
         outcome = by_index.get(position)
-        change: dict[str, Any] = {"event_id": row.event_id}
+        change: dict[str, Any] = {"event_id": row.event_id, "status": MATCHED}
         if outcome is not None and outcome.ok:
             change.update(
                 note_status=NOTE_CREATED, note_id=outcome.id, status=APPLIED, last_error=None

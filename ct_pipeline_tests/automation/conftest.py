@@ -19,6 +19,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from ct_pipeline.assets.common import SYNC_TAG
 from ct_pipeline.sandbox import credentials
 from ct_pipeline.sandbox.launch import RunningSandbox, start_sandbox
+from ct_pipeline.sensors import sync_failure_sensor
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.warehouse.state import write_cursor
 from ct_pipeline.zoho import ZohoCRMResource
@@ -91,6 +92,16 @@ def unfinished_sync_run(
     instance: dg.DagsterInstance, status: dg.DagsterRunStatus, job_name: str = "nightly_full_sync"
 ) -> dg.DagsterRun:
     """A sync run stored as queued or in progress, as the daemon's run queue would hold it."""
+    return unfinished_run(instance, status, job_name, tags={SYNC_TAG: "true"})
+
+
+def unfinished_run(
+    instance: dg.DagsterInstance,
+    status: dg.DagsterRunStatus,
+    job_name: str,
+    tags: dict[str, str] | None = None,
+) -> dg.DagsterRun:
+    """A run of `job_name` stored as queued or in progress (nothing ever launches it)."""
     # A queued run must say where its code lives; nothing here ever launches it.
     origin = RemoteJobOrigin(
         repository_origin=RemoteRepositoryOrigin(
@@ -105,7 +116,7 @@ def unfinished_sync_run(
         instance,
         job_name=job_name,
         status=status,
-        tags={SYNC_TAG: "true"},
+        tags=tags or {},
         remote_job_origin=origin,
     )
 
@@ -147,3 +158,21 @@ def run_sync_like_job(
             sync_step()
 
     return stand_in.execute_in_process(instance=instance, raise_on_error=False)
+
+
+def report_failure(instance: dg.DagsterInstance, warehouse: WarehouseResource, run_id: str) -> None:
+    """Evaluate the run-failure sensor on a failed run, as the daemon does."""
+    run = instance.get_run_by_id(run_id)
+    [failure] = [
+        record.get_dagster_event()
+        for record in instance.all_logs(run_id)
+        if record.is_dagster_event and record.get_dagster_event().is_job_failure
+    ]
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sync_failure_sensor.name,
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"warehouse": warehouse},
+    )
+    sync_failure_sensor(context.for_run_failure())

@@ -25,6 +25,7 @@ import dagster as dg
 import psycopg
 import requests
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.scheduler.instigation import InstigatorTick, InstigatorType
 
 from ct_pipeline.sandbox.launch import RunningSandbox, start_sandbox
 from ct_pipeline.schedules import NIGHTLY_TIME_ENV, NIGHTLY_TIMEZONE_ENV
@@ -70,6 +71,17 @@ class DaemonStack:
             record.dagster_run
             for record in self.instance.get_run_records(dg.RunsFilter(job_name=job_name))
         ]
+
+    def sensor_ticks(self, sensor_name: str, after: float) -> list[InstigatorTick]:
+        """The ticks of one sensor evaluated after `after` (epoch seconds), newest first."""
+        for state in self.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            if state.instigator_name == sensor_name:
+                return list(
+                    self.instance.get_ticks(
+                        state.instigator_origin_id, state.selector_id, after=after
+                    )
+                )
+        return []
 
     def wait_for(self, what: str, found: Callable[[], Any], timeout: float) -> Any:
         """Poll `found` until it returns something truthy; fail naming `what` and the log."""

@@ -1,29 +1,11 @@
-"""The run-failure sensor records failed syncs in the warehouse, with personal data masked."""
+"""The run-failure sensor records failed runs in the warehouse, with personal data masked."""
 
 import dagster as dg
 import pytest
 
 from ct_pipeline.schedules import SYNC_FAILURES
 from ct_pipeline.sensors import redact, sync_failure_sensor
-from ct_pipeline_tests.automation.conftest import run_sync_like_job
-
-
-def report_failure(instance: dg.DagsterInstance, warehouse, run_id: str) -> None:
-    """Evaluate the failure sensor on a failed run, as the daemon does."""
-    run = instance.get_run_by_id(run_id)
-    [failure] = [
-        record.get_dagster_event()
-        for record in instance.all_logs(run_id)
-        if record.is_dagster_event and record.get_dagster_event().is_job_failure
-    ]
-    context = dg.build_run_status_sensor_context(
-        sensor_name=sync_failure_sensor.name,
-        dagster_event=failure,
-        dagster_instance=instance,
-        dagster_run=run,
-        resources={"warehouse": warehouse},
-    )
-    sync_failure_sensor(context.for_run_failure())
+from ct_pipeline_tests.automation.conftest import report_failure, run_sync_like_job
 
 
 def test_a_failed_sync_run_is_recorded_with_its_run_id_and_failed_step(instance, sqlite_warehouse):

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pytest
 import requests
+import yaml
 
 from ct_pipeline.assets.writeback import WRITEBACK_ASSETS, WRITEBACK_CHECKS, WRITEBACK_JOBS
 from ct_pipeline.config import SyncConfigResource
@@ -32,6 +35,7 @@ from ct_pipeline.zoho import ZohoCRMResource
 CONTACTS = 400
 SEED = 23
 TOKEN = "test-webhook-secret-0123456789"
+PACKAGED_CONFIG = Path(str(resources.files("ct_pipeline").joinpath("sync.example.yaml")))
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,16 @@ class ContactPool:
 
 
 @dataclass
+class ReceiverClock:
+    """When the receiver believes a delivery arrives: the real time unless a test sets one."""
+
+    moment: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.moment or datetime.now(UTC)
+
+
+@dataclass
 class Writeback:
     """One test's receiver, warehouse and Dagster instance, with the shared Zoho emulator."""
 
@@ -68,6 +82,7 @@ class Writeback:
     instance: dg.DagsterInstance
     receiver: RunningServer
     pool: ContactPool
+    clock: ReceiverClock
     runs: list[dg.ExecuteInProcessResult] = field(default_factory=list)
 
     @property
@@ -96,8 +111,11 @@ class Writeback:
         }
         return ZohoCRMResource(**settings)
 
-    def run(self, **zoho_overrides: Any) -> dg.ExecuteInProcessResult:
-        """Run the crm_writeback job in process; failures are returned, not raised."""
+    def run(
+        self, sync_config: Path | None = None, **zoho_overrides: Any
+    ) -> dg.ExecuteInProcessResult:
+        """Run the crm_writeback job in process (with the packaged configuration unless given);
+        failures are returned, not raised."""
         defs = dg.Definitions(
             assets=WRITEBACK_ASSETS,
             asset_checks=WRITEBACK_CHECKS,
@@ -105,7 +123,7 @@ class Writeback:
             resources={
                 "zoho": self.zoho_resource(**zoho_overrides),
                 "warehouse": self.warehouse,
-                "sync_config": SyncConfigResource(),
+                "sync_config": SyncConfigResource(path=str(sync_config) if sync_config else None),
             },
         )
         result = defs.resolve_job_def("crm_writeback").execute_in_process(
@@ -133,6 +151,15 @@ class Writeback:
     def inbox(self) -> pd.DataFrame:
         """The whole inbox table, indexed by event id."""
         return self.warehouse.read_table("clevertap_webhook_inbox").set_index("event_id")
+
+
+def writeback_config(folder: Path, **writeback: Any) -> Path:
+    """The packaged sync configuration with these `writeback` settings changed, as a file."""
+    document = yaml.safe_load(PACKAGED_CONFIG.read_text(encoding="utf-8"))
+    document["writeback"].update(writeback)
+    path = folder / "sync.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def delivery(event: str, *profiles: dict[str, Any], target_id: int = 1700000101) -> dict:
@@ -205,7 +232,8 @@ def _writeback(
     sandbox: RunningSandbox, pool: ContactPool, warehouse: WarehouseResource
 ) -> Iterator[Writeback]:
     seed_forward_tables(warehouse, pool.people)
-    receiver = start_in_thread(create_webhook_app(warehouse, TOKEN))
+    clock = ReceiverClock()
+    receiver = start_in_thread(create_webhook_app(warehouse, TOKEN, clock=clock))
     try:
         # In memory: a run on an on-disk test instance spends seconds writing its event log.
         yield Writeback(
@@ -214,6 +242,7 @@ def _writeback(
             instance=dg.DagsterInstance.ephemeral(),
             receiver=receiver,
             pool=pool,
+            clock=clock,
         )
     finally:
         receiver.stop()

@@ -8,14 +8,16 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from ct_pipeline.config import WritebackEvent, WritebackSettings
+from ct_pipeline.config import NOTE_PLACEHOLDERS, WritebackEvent, WritebackSettings
 from ct_pipeline.webhooks.matching import (
     AMBIGUOUS,
+    NO_IDENTIFIER,
     NO_MATCH,
     UNCONFIGURED,
     ContactIndex,
     match_events,
     normalised_identities,
+    note_content,
     writeback_values,
 )
 
@@ -89,6 +91,12 @@ def test_an_email_two_contacts_share_is_ambiguous():
     assert (match["contact_id"], match["reason"]) == (None, AMBIGUOUS)
 
 
+def test_an_event_with_only_an_object_id_has_no_identifier_to_match_by():
+    match = match_one(identity=None)
+
+    assert (match["contact_id"], match["reason"]) == (None, NO_IDENTIFIER)
+
+
 def test_a_lead_is_never_matched():
     match = match_one(identity="+919812345674")
 
@@ -123,3 +131,22 @@ def test_event_date_values_are_dates_in_the_configured_time_zone():
     assert json.loads(values.loc[0, "value"]) == "2026-03-05"
     assert values.loc[0, "field"] == "Last_Purchase_Date"
     assert (values.loc[1, "reason"], values.loc[1, "event_date"]) == (UNCONFIGURED, "2026-03-06")
+
+
+def test_a_note_template_fills_in_every_placeholder():
+    template = " | ".join(f"{name}={{{name}}}" for name in NOTE_PLACEHOLDERS)
+    rule = WritebackEvent(
+        event="Charged", field="F", value=1, note_title="P", note_content=template
+    )
+    settings = WritebackSettings(events=[rule])
+
+    with_time = note_content(
+        settings, "Charged", "2026-03-05", datetime(2026, 3, 4, 20, 0, tzinfo=UTC), "17", "ab" * 20
+    )
+    without = note_content(settings, "charged", "2026-03-05", None, None, "cd" * 20)
+
+    assert with_time == (
+        "event=Charged | date=2026-03-05 | time=2026-03-04 20:00 UTC | campaign=17 | "
+        "source=CleverTap webhook campaign 17 | event_ref=abababababababab"
+    )
+    assert "time=2026-03-05 | campaign= | source=CleverTap |" in without

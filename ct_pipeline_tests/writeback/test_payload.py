@@ -1,4 +1,4 @@
-"""Parsing CleverTap webhook bodies: event ids, event times, and the shapes CleverTap sends."""
+"""Parsing CleverTap webhook bodies: fingerprints, event times, and the shapes CleverTap sends."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def body(*profiles: dict, event: str = "Charged", **top: object) -> bytes:
     return json.dumps({"key_values": {"event": event}, "profiles": list(profiles), **top}).encode()
 
 
-def test_the_same_event_person_and_time_give_the_same_id_whatever_else_differs():
+def test_the_same_event_person_and_time_give_the_same_fingerprint_whatever_else_differs():
     first = parse_delivery(
         body({"identity": "+919812345670", "event_properties": {"ts": 1772706600}}, targetId=1)
     )
@@ -31,7 +31,7 @@ def test_the_same_event_person_and_time_give_the_same_id_whatever_else_differs()
         )
     )
 
-    assert first.events[0].event_id == again.events[0].event_id
+    assert first.events[0].fingerprint == again.events[0].fingerprint
 
 
 @pytest.mark.parametrize(
@@ -39,16 +39,16 @@ def test_the_same_event_person_and_time_give_the_same_id_whatever_else_differs()
     [{"identity": "+919812345671"}, {"event_properties": {"ts": 1772706601}}],
     ids=["another-person", "another-time"],
 )
-def test_another_person_or_time_gives_another_id(change: dict):
+def test_another_person_or_time_gives_another_fingerprint(change: dict):
     base = {"identity": "+919812345670", "event_properties": {"ts": 1772706600}}
 
     first = parse_delivery(body(base)).events[0]
     other = parse_delivery(body({**base, **change})).events[0]
 
-    assert first.event_id != other.event_id
+    assert first.fingerprint != other.fingerprint
 
 
-def test_without_an_event_time_only_an_identical_profile_gives_the_same_id():
+def test_without_an_event_time_only_an_identical_profile_gives_the_same_fingerprint():
     profile = {"identity": "+919812345670", "event_properties": {"Amount": 10}}
 
     first = parse_delivery(body(profile)).events[0]
@@ -56,8 +56,8 @@ def test_without_an_event_time_only_an_identical_profile_gives_the_same_id():
     different = parse_delivery(body({**profile, "event_properties": {"Amount": 20}})).events[0]
 
     assert first.event_time is None
-    assert first.event_id == resent.event_id
-    assert first.event_id != different.event_id
+    assert first.fingerprint == resent.fingerprint
+    assert first.fingerprint != different.fingerprint
 
 
 @pytest.mark.parametrize(
@@ -111,3 +111,23 @@ def test_a_non_numeric_crm_contact_id_is_ignored():
     parsed = parse_delivery(body({"identity": "a", "profileData": {"crm_contact_id": "abc"}}))
 
     assert parsed.events[0].crm_contact_id is None
+
+
+def test_profiles_without_any_identifier_keep_distinct_fingerprints_under_a_campaign_time():
+    raw = {
+        "key_values": {"event": "Charged", "event_time": 1772706600},
+        "profiles": [{"profileData": {"Plan": "Gold"}}, {"profileData": {"Plan": "Silver"}}],
+    }
+
+    first, second = parse_delivery(json.dumps(raw).encode()).events
+
+    assert first.fingerprint != second.fingerprint
+    assert (first.identity, first.email, first.phone, first.crm_contact_id) == (None,) * 4
+
+
+def test_a_nul_inside_a_value_is_kept_visible_as_a_replacement_character():
+    raw = {"key_values": {"event": "Char\u0000ged"}, "profiles": [{"identity": "+9198\u00001"}]}
+
+    [event] = parse_delivery(json.dumps(raw).encode()).events
+
+    assert (event.event_name, event.identity) == ("Char\ufffdged", "+9198\ufffd1")

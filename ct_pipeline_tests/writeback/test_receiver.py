@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -245,3 +247,67 @@ def test_requeue_sends_parked_events_back_to_be_matched(receiver: Receiver):
     assert requeued == 2
     assert set(inbox["status"]) == {"received"}
     assert inbox["reason"].isna().all()
+
+
+@contextmanager
+def deliveries_refused(warehouse: WarehouseResource) -> Iterator[None]:
+    """The database refuses every new delivery row meanwhile, as a full disk would."""
+    postgres = warehouse.dialect == "postgresql"
+    with warehouse.transaction() as tx:
+        if postgres:
+            tx.execute(
+                "CREATE FUNCTION refuse_delivery() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'could not extend file: No space left on device'; END $$ "
+                "LANGUAGE plpgsql"
+            )
+            tx.execute(
+                f"CREATE TRIGGER refuse_delivery BEFORE INSERT ON {DELIVERIES_TABLE} "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_delivery()"
+            )
+        else:
+            tx.execute(
+                f"CREATE TRIGGER refuse_delivery BEFORE INSERT ON {DELIVERIES_TABLE} "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+    try:
+        yield
+    finally:
+        with warehouse.transaction() as tx:
+            tx.execute(
+                f"DROP TRIGGER refuse_delivery{f' ON {DELIVERIES_TABLE}' if postgres else ''}"
+            )
+
+
+def test_a_storage_failure_gets_503_stores_nothing_and_the_server_keeps_serving(
+    receiver: Receiver,
+):
+    with deliveries_refused(receiver.warehouse):
+        refused = receiver.post(json=CHARGED)
+        stored_meanwhile = receiver.stored()
+    afterwards = receiver.post(json=CHARGED)
+
+    assert refused.status_code == 503
+    assert "send it again later" in refused.json()["error"]
+    # The inbox rows are written first: the one transaction took them back with the delivery.
+    assert stored_meanwhile == (0, 0)
+    assert afterwards.status_code == 200
+    assert receiver.stored() == (1, 2)
+
+
+def test_a_nul_in_a_value_is_stored_visibly_not_refused_by_the_database(receiver: Receiver):
+    body = {
+        "key_values": {"event": "Charged"},
+        "profiles": [
+            {"identity": "+91981234\u00005670", "event_properties": {"note": "a\u0000b"}},
+        ],
+    }
+
+    response = receiver.post(json=body)
+
+    assert response.status_code == 200
+    assert receiver.stored() == (1, 1)
+    row = receiver.warehouse.read_table(INBOX_TABLE).iloc[0]
+    assert row["identity"] == "+91981234\ufffd5670"
+    assert json.loads(row["properties"]) == {"note": "a\u0000b"}
+    stored_body = receiver.warehouse.read_table(DELIVERIES_TABLE)["body"].iloc[0]
+    assert json.loads(stored_body) == body

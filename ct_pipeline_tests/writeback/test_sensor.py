@@ -8,20 +8,23 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pytest
 
-from ct_pipeline.assets.writeback import (
-    RETRY_AFTER_SECONDS,
-    webhook_inbox_not_stalled,
-    webhook_inbox_sensor,
-)
+from ct_pipeline.assets.writeback import webhook_inbox_not_stalled
+from ct_pipeline.sensors import RETRY_AFTER_SECONDS, webhook_inbox_sensor
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.webhooks import parse_delivery
 from ct_pipeline.webhooks.inbox import ensure_inbox_tables, store_delivery
+from ct_pipeline_tests.automation.conftest import unfinished_run
 
 
-def tick(warehouse: WarehouseResource, cursor: str | None = None):
+def tick(
+    warehouse: WarehouseResource,
+    cursor: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+):
     context = dg.build_sensor_context(
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
         cursor=cursor,
         resources={"warehouse": warehouse},
     )
@@ -50,6 +53,27 @@ def test_new_events_request_one_run_and_move_the_cursor(warehouse: WarehouseReso
 
     assert [request.run_key for request in result.run_requests][0].startswith("inbox:")
     assert json.loads(result.cursor)["newest"]
+
+
+@pytest.mark.parametrize(
+    "status", [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED], ids=lambda s: s.value
+)
+def test_no_run_is_requested_while_a_writeback_run_is_queued_or_in_progress(
+    sqlite_warehouse: WarehouseResource, status: dg.DagsterRunStatus
+):
+    instance = dg.DagsterInstance.ephemeral()
+    ensure_inbox_tables(sqlite_warehouse)
+    receive(sqlite_warehouse, "a")
+    syncing = dg.DagsterInstance.ephemeral()
+    unfinished_run(instance, status, "crm_writeback")
+    unfinished_run(syncing, status, "incremental_sync")
+
+    busy = tick(sqlite_warehouse, instance=instance)
+    beside_a_sync = tick(sqlite_warehouse, instance=syncing)
+
+    assert isinstance(busy, dg.SkipReason)
+    assert busy.skip_message == "1 events pending; a write-back run is in flight"
+    assert beside_a_sync.run_requests[0].run_key.startswith("inbox:")
 
 
 def test_events_a_run_left_pending_are_retried_only_after_the_interval(

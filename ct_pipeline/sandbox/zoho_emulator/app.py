@@ -446,9 +446,11 @@ class ZohoEmulator:
         )
 
     def _update(self, request: Request, body: Any) -> Reply:
+        self.stats.record_trigger(body)
         return records.update_records(self.store, request.path_params["module"], body)
 
     def _update_record(self, request: Request, body: Any) -> Reply:
+        self.stats.record_trigger(body)
         return records.update_records(
             self.store, request.path_params["module"], body, request.path_params["record_id"]
         )

@@ -269,6 +269,7 @@ class Stats:
     token_grants: int = 0
     token_refusals: int = 0
     faults_served: Counter[str] = field(default_factory=Counter)
+    update_triggers: Counter[str] = field(default_factory=Counter)
 
     def record(self, endpoint: str, status: int, credits: int) -> None:
         """Count one answered call."""
@@ -276,6 +277,13 @@ class Stats:
         self.statuses[str(status)] += 1
         if credits:
             self.credits[endpoint] += credits
+
+    def record_trigger(self, body: Any) -> None:
+        """Count an update call by the `trigger` list it sent: Zoho runs every workflow,
+        approval and blueprint rule when the list is absent, and only those listed otherwise."""
+        trigger = body.get("trigger") if isinstance(body, dict) else None
+        label = "absent" if trigger is None else ",".join(map(str, trigger)) or "none"
+        self.update_triggers[label] += 1
 
     def snapshot(self, gate: ConcurrencyGate, ledger: CreditLedger) -> dict[str, Any]:
         """The JSON `GET /__sandbox/stats` serves."""
@@ -289,6 +297,7 @@ class Stats:
             "statuses": dict(self.statuses),
             "refused_by_limits": self.refused_by_limits,
             "faults_served": dict(self.faults_served),
+            "update_triggers": dict(self.update_triggers),
             "token_grants": self.token_grants,
             "token_refusals": self.token_refusals,
             "max_concurrent_calls": gate.max_active,
