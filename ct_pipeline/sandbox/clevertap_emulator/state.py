@@ -20,6 +20,7 @@ REDACTED = "[redacted]"
 SECRET_HEADER_PARTS = ("passcode", "token", "authorization", "cookie", "secret")
 ACCOUNT_ID_HEADER = "x-clevertap-account-id"
 PASSCODE_HEADER = "x-clevertap-passcode"
+TOKEN_HEADER = "x-clevertap-token"
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Settings:
 
     account_id: str
     passcode: str
+    token: str
     max_concurrent_uploads: int
     max_concurrent_other: int
     max_records: int
@@ -182,13 +184,21 @@ class EmulatorState:
         self._other_gates: dict[str, ConcurrencyGate] = {}
         self._gates_lock = threading.Lock()
 
-    def authorised(self, headers: Mapping[str, str]) -> bool:
-        """Whether the request carries this account's id and passcode."""
-        account_id = headers.get(ACCOUNT_ID_HEADER, "").encode()
-        passcode = headers.get(PASSCODE_HEADER, "").encode()
-        account_ok = hmac.compare_digest(account_id, self.settings.account_id.encode())
-        passcode_ok = hmac.compare_digest(passcode, self.settings.passcode.encode())
-        return account_ok and passcode_ok
+    def authorised(self, headers: Mapping[str, str], *, with_token: bool = False) -> bool:
+        """Whether the request carries this account's id and passcode (and its token, for the
+        APIs that also need `X-CleverTap-Token`)."""
+        expected = {
+            ACCOUNT_ID_HEADER: self.settings.account_id,
+            PASSCODE_HEADER: self.settings.passcode,
+        }
+        if with_token:
+            expected[TOKEN_HEADER] = self.settings.token
+        # Every header is compared, so the time taken says nothing about which one was wrong.
+        matches = [
+            hmac.compare_digest(headers.get(name, "").encode(), value.encode())
+            for name, value in expected.items()
+        ]
+        return all(matches)
 
     def gate(self, path: str, *, is_upload: bool) -> ConcurrencyGate:
         """The concurrency gate of an endpoint: one for uploads, one per other API."""

@@ -5,6 +5,9 @@ APIs): an upload for an identity nobody has creates a profile with a new objectI
 properties merge into the existing profile; `$D_<epoch>` strings become dates; `$add` and
 `$remove` edit multi-value properties; `Email` and an `identity` inside profileData become
 further identities of the profile; events append to the profile, creating it when needed.
+Demerge moves identities to profiles of their own, disassociate detaches a phone identity, and
+subscribe keeps an account-wide list of unsubscribed phone numbers and emails (it does not touch
+any profile's `MSG-*` flags, as CleverTap's subscribe-api page says).
 
 Two choices where CleverTap documents nothing: a null property value is ignored (CleverTap's
 SDKs drop nulls), and an identity or Email already held by another profile stays with that
@@ -151,6 +154,51 @@ class AccountStore:
                 self._events = [event for event in self._events if event["objectId"] not in gone]
             return len(doomed)
 
+    def demerge(self, identities: list[str], now: int) -> int:
+        """Move each identity off a profile that holds others too, onto a new profile of its
+        own; return how many moved. The new profile starts empty (docs: event data may be lost).
+        """
+        moved = 0
+        with self._lock:
+            for identity in identities:
+                profile = self._by_identity.get(identity)
+                if profile is None or len(profile.identities) < 2:
+                    continue
+                profile.identities.remove(identity)
+                profile.updated_at = now
+                del self._by_identity[identity]
+                self._attach(self._create(None, now), identity)
+                moved += 1
+        return moved
+
+    def disassociate(self, identity: str, now: int) -> bool:
+        """Detach an identity (a phone number) from its profile, so that the next upload for
+        it creates a new profile; False when no profile holds it."""
+        with self._lock:
+            profile = self._by_identity.pop(identity, None)
+            if profile is None:
+                return False
+            profile.identities.remove(identity)
+            profile.updated_at = now
+            return True
+
+    def set_subscription(self, kind: str, value: str, status: str, now: int) -> None:
+        """Record an account-wide Unsubscribe or Resubscribe of a phone number or email."""
+        with self._lock:
+            # Popped first so that the dict keeps the changes in the order they came.
+            self._subscriptions.pop((kind, value), None)
+            self._subscriptions[(kind, value)] = {
+                "type": kind,
+                "value": value,
+                "status": status,
+                "updated_at": now,
+            }
+
+    def subscriptions(self) -> list[dict]:
+        """The subscription statuses set through `/1/subscribe`, oldest change first."""
+        with self._lock:
+            return [dict(entry) for entry in self._subscriptions.values()]
+
     def record_trigger(self, trigger: dict, now: int) -> dict:
         """Keep an accepted external-trigger request, with how many of its targets exist."""
         with self._lock:
@@ -233,6 +281,7 @@ class AccountStore:
         self._by_identity: dict[str, Profile] = {}
         self._events: list[dict] = []
         self._triggers: list[dict] = []
+        self._subscriptions: dict[tuple[str, str], dict] = {}
         self._cursors: OrderedDict[str, tuple[_CursorSource, int]] = OrderedDict()
         self._object_id_prefix = secrets.token_hex(10)
         self._object_id_counter = itertools.count()
