@@ -11,20 +11,22 @@ import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import requests
 import tenacity
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 logger = logging.getLogger(__name__)
 
 # Hosts from CleverTap's "Common API Components" page. Europe is the documented default host
-# `api.clevertap.com`; CleverTap's own Node client calls the same region `eu1`.
+# `api.clevertap.com`; CleverTap's own Node client calls the same region `eu1`. South Korea
+# (`sk1`) is missing from the current page but CleverTap's Go uploader, Segment (its default) and
+# RudderStack all send to it.
 REGION_HOSTS: dict[str, str] = {
     "in1": "https://in1.api.clevertap.com",
     "sg1": "https://sg1.api.clevertap.com",
@@ -32,6 +34,7 @@ REGION_HOSTS: dict[str, str] = {
     "aps3": "https://aps3.api.clevertap.com",
     "mec1": "https://mec1.api.clevertap.com",
     "eu1": "https://api.clevertap.com",
+    "sk1": "https://sk1.api.clevertap.com",
 }
 REGIONS: tuple[str, ...] = tuple(REGION_HOSTS)
 DEFAULT_REGION = "in1"
@@ -148,6 +151,7 @@ class CleverTapTransport:
         timeout_seconds: float,
         upload_concurrency: int,
         other_concurrency: int,
+        adapters: Sequence[tuple[str, BaseAdapter]] = (),
     ) -> None:
         self.base_url = base_url
         self._timeout_seconds = timeout_seconds
@@ -159,6 +163,8 @@ class CleverTapTransport:
         )
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+        for prefix, custom in adapters:
+            self.mount(prefix, custom)
         self._session.headers.update(
             {
                 ACCOUNT_ID_HEADER: account_id,
@@ -237,6 +243,10 @@ class CleverTapTransport:
                 transport_error=_describe_exception(exc),
                 uncertain=uncertain,
             )
+
+    def mount(self, prefix: str, adapter: BaseAdapter) -> None:
+        """Send requests whose URL starts with `prefix` through `adapter` (`Session.mount`)."""
+        self._session.mount(prefix, adapter)
 
     def usage(self) -> dict[str, int]:
         """HTTP attempts made so far, retries included, by endpoint path."""

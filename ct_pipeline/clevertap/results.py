@@ -25,6 +25,7 @@ OUTCOMES: tuple[Outcome, ...] = ("accepted", "rejected", "rejected_locally", "fa
 # The per-record error text ends "... Skipped record number : <1-based position>" (CleverTap's
 # upload response samples and a production answer quoted by RudderStack).
 SKIPPED_RECORD_NUMBER = re.compile(r"Skipped record number\s*:\s*(\d+)")
+CREDENTIALS_HINT = "check CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE and CLEVERTAP_REGION"
 
 
 @dataclass(frozen=True)
@@ -143,14 +144,21 @@ class TriggerResult:
 
 
 def batch_outcomes(
-    batch: int, items: Sequence[UploadItem], response: ApiResponse
+    batch: int,
+    items: Sequence[UploadItem],
+    response: ApiResponse,
+    *,
+    credentials_hint: str = CREDENTIALS_HINT,
 ) -> tuple[ItemOutcome, ...]:
-    """One outcome per item of a sent batch, read from CleverTap's answer to it."""
+    """One outcome per item of a sent batch, read from CleverTap's answer to it.
+
+    `credentials_hint` is added to the error when CleverTap refused the credentials.
+    """
     body = response.body
     if not response.ok or not isinstance(body, Mapping):
         error = response.describe_failure()
         if response.status in AUTH_FAILURE_STATUSES:
-            error += "; check CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE and CLEVERTAP_REGION"
+            error += f"; {credentials_hint}"
         # A 2xx whose body cannot be read may still have been processed.
         maybe_delivered = response.uncertain or response.ok
         return _all_failed(batch, items, error, response.status, maybe_delivered)

@@ -1,11 +1,11 @@
 """The CleverTap server API as a Starlette app: routes, authentication, limits and faults.
 
 Every API request goes the same way: an outage fault answers 503; a wrong or missing
-account id or passcode (or `X-CleverTap-Token`, where the API needs one) answers 401; a due 429
-or 5xx fault answers that; a request beyond the endpoint's concurrency limit answers 429
-(CleverTap limits requests in flight, not per minute: developer.clevertap.com/docs/
-api-request-limit); a slow fault waits; then the handler runs in a worker thread so that
-requests in flight really overlap.
+account id or passcode (or `X-CleverTap-Token`, where the API needs one), or a Host outside the
+account's region, answers 401; a due 429 or 5xx fault answers that; a request beyond the
+endpoint's concurrency limit answers 429 (CleverTap limits requests in flight, not per minute:
+developer.clevertap.com/docs/api-request-limit); a slow fault waits; then the handler runs in a
+worker thread so that requests in flight really overlap.
 
 Request-level failures use CleverTap's envelope `{"status": "fail", "error": ..., "code": ...}`.
 `/1/upload?dryRun=1` (the parameter of CleverTap's own Python client) answers exactly as an
@@ -28,7 +28,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ct_pipeline.sandbox.clevertap_emulator.admin import admin_routes
-from ct_pipeline.sandbox.clevertap_emulator.state import EmulatorState, Settings
+from ct_pipeline.sandbox.clevertap_emulator.state import (
+    EmulatorState,
+    Settings,
+    region_api_hosts,
+)
 from ct_pipeline.sandbox.clevertap_emulator.validation import (
     DEFAULT_MAX_EVENT_PROPERTIES,
     E164_PHONE,
@@ -82,6 +86,7 @@ def create_clevertap_app(
     account_id: str = SANDBOX_CLEVERTAP_ACCOUNT_ID,
     passcode: str = SANDBOX_CLEVERTAP_PASSCODE,
     token: str = SANDBOX_CLEVERTAP_TOKEN,
+    region: str | None = None,
     max_event_properties: int = DEFAULT_MAX_EVENT_PROPERTIES,
     discarded_events: Collection[str] = (),
     profile_not_found_status: int = 200,
@@ -93,12 +98,16 @@ def create_clevertap_app(
     not document it, so the body is the usual fail envelope and the status is a choice.
     `discarded_events` are event names the account discarded (their records get code 528).
     `token` is the `X-CleverTap-Token` that `/2/send/externaltrigger.json` also requires.
+    With a `region` (in1, sg1, us1, aps3, mec1, eu1, sk1) the account lives there: a request
+    whose Host is another region's answers 401, as CleverTap answers valid credentials sent to
+    the wrong region. Without one, any Host is served (the sandbox on 127.0.0.1).
     """
     state = EmulatorState(
         Settings(
             account_id=account_id,
             passcode=passcode,
             token=token,
+            api_hosts=region_api_hosts(region),
             max_concurrent_uploads=max_concurrent_uploads,
             max_concurrent_other=max_concurrent_other,
             max_records=max_records,
@@ -161,7 +170,9 @@ async def _answer(
 ) -> Response:
     if state.faults.outage:
         return fail(503, SERVER_ERRORS[503])
-    if not state.authorised(request.headers, with_token=needs_token):
+    if not state.serves_host(request.url.hostname) or not state.authorised(
+        request.headers, with_token=needs_token
+    ):
         return fail(401, INVALID_CREDENTIALS)
     fault_status = state.faults.take_status(is_upload)
     if fault_status == 429:
