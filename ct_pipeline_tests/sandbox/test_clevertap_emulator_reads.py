@@ -201,6 +201,69 @@ def test_event_download_accepts_the_legacy_get_query(sandbox: Sandbox) -> None:
     assert record["profile"]["identity"] == "user-1"
 
 
+def test_download_flags_choose_what_each_record_carries(sandbox: Sandbox) -> None:
+    sandbox.upload([profile_record("user-1", Name="A"), event_record("user-1", name="Charged")])
+    charged = {"event_name": "Charged", "from": 20160701, "to": 20160731}
+
+    def first_record(path: str, query: dict, **flags: str) -> dict:
+        params = {"batch_size": 5, **flags}
+        opened = sandbox.api("POST", path, params=params, json=query).json()
+        return read_all_pages(sandbox, path, opened["cursor"])[0][0]
+
+    plain = first_record("/1/profiles.json", {})
+    lean = first_record("/1/profiles.json", {}, app="false", profile="false")
+    with_events = first_record("/1/profiles.json", {}, events="true")
+    event = first_record("/1/events.json", charged)
+    event_with_app = first_record("/1/events.json", charged, app="1")
+    event_alone = first_record("/1/events.json", charged, profile="0")
+
+    assert set(plain) == {"identity", "all_identities", "profileData", "platformInfo"}
+    assert set(lean) == {"identity", "all_identities"}
+    assert with_events["events"]["Charged"]["count"] == 1
+    assert "platformInfo" not in event["profile"] and event["profile"]["profileData"]["Name"] == "A"
+    assert event_with_app["profile"]["platformInfo"][0]["objectId"].startswith("-")
+    assert set(event_alone) == {"ts", "event_props", "session_props"}
+
+
+def test_a_download_flag_that_is_not_a_boolean_answers_400(sandbox: Sandbox) -> None:
+    response = sandbox.api("POST", "/1/profiles.json", params={"app": "yes"}, json={})
+
+    assert response.status_code == 400
+    assert response.json()["status"] == "fail"
+
+
+@pytest.mark.parametrize("path", ["/1/profiles.json", "/1/events.json"])
+def test_a_throttled_cursor_request_answers_code_1_until_the_fault_is_used_up(
+    sandbox: Sandbox, path: str
+) -> None:
+    sandbox.admin("POST", "faults", json={"cursor_throttled": 2})
+    query = {"event_name": "Charged", "from": 20160701, "to": 20160731}
+
+    answers = [sandbox.api("POST", path, params={"batch_size": 5}, json=query) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    throttled = {"status": "fail", "error": "Request throttled, try again later", "code": 1}
+    assert [answer.json() for answer in answers[:2]] == [throttled, throttled]
+    assert answers[2].json()["status"] == "success" and answers[2].json()["cursor"]
+
+
+def test_a_cursor_not_ready_answers_code_2_and_then_serves_the_same_page(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.upload([profile_record(f"user-{n}", Name="A") for n in range(3)])
+    cursor = sandbox.api("POST", "/1/profiles.json", params={"batch_size": 5}, json={}).json()[
+        "cursor"
+    ]
+    sandbox.admin("POST", "faults", json={"cursor_not_ready": 1})
+
+    waiting = sandbox.api("GET", "/1/profiles.json", params={"cursor": cursor})
+    pages = read_all_pages(sandbox, "/1/profiles.json", cursor)
+
+    assert waiting.status_code == 200
+    assert waiting.json() == {"status": "fail", "error": "Request still in progress", "code": 2}
+    assert [len(page) for page in pages] == [3]
+
+
 def test_event_download_needs_an_event_name(sandbox: Sandbox) -> None:
     response = sandbox.api("POST", "/1/events.json", json={"from": 20160701})
 

@@ -33,6 +33,7 @@ from ct_pipeline.sandbox.clevertap_emulator.state import (
     Settings,
     region_api_hosts,
 )
+from ct_pipeline.sandbox.clevertap_emulator.store import CursorSections
 from ct_pipeline.sandbox.clevertap_emulator.validation import (
     DEFAULT_MAX_EVENT_PROPERTIES,
     E164_PHONE,
@@ -72,6 +73,15 @@ PROFILE_NOT_FOUND = "Profile not found"
 TRIGGER_QUEUED = "Added to queue for processing"
 TRIGGER_TARGET_KEYS = frozenset({"identity", "email", "objectId", "FBID", "GPID"})
 TRUE_FLAGS = frozenset({"1", "true", "True"})
+BOOLEAN_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+# Download records as CleverTap's samples show them: a profile download carries profileData and
+# platformInfo; an event download carries the profile without its platformInfo.
+CURSOR_SECTION_DEFAULTS = {
+    "profiles": {"profile": True, "app": True, "events": False},
+    "events": {"profile": True, "app": False, "events": False},
+}
+CURSOR_THROTTLED = "Request throttled, try again later"
+CURSOR_NOT_READY = "Request still in progress"
 SUBSCRIPTION_STATUSES = frozenset({"Unsubscribe", "Resubscribe"})
 SUBSCRIPTION_VALUE_PATTERNS = {"phone": E164_PHONE, "email": EMAIL}
 
@@ -263,11 +273,15 @@ def _cursor_api(kind: str) -> Handler:
     def handler(state: EmulatorState, query: QueryParams, body: bytes) -> Response:
         cursor = query.get("cursor")
         if cursor is not None:
+            if state.store.knows_cursor(cursor) and state.faults.take("cursor_not_ready"):
+                return _fail_in_body(CURSOR_NOT_READY, code=2)
             page = state.store.page(cursor)
             if page is None:
                 return fail(400, "Invalid cursor: it is unknown or expired; start a new query")
             return JSONResponse(page)
 
+        if state.faults.take("cursor_throttled"):
+            return _fail_in_body(CURSOR_THROTTLED, code=1)
         # Older clients send the query as a GET parameter; current docs POST it as the body.
         raw_query = query.get("query")
         selection = _parse_json(raw_query.encode() if raw_query is not None else body)
@@ -275,11 +289,14 @@ def _cursor_api(kind: str) -> Handler:
             return fail(400, MALFORMED)
         if kind == "events" and not isinstance(selection.get("event_name"), str):
             return fail(400, "Missing parameter: event_name")
+        sections = _cursor_sections(kind, query)
+        if sections is None:
+            return fail(400, "Invalid parameter: app, events and profile must be true or false")
         try:
             batch_size = int(query.get("batch_size", DEFAULT_CURSOR_BATCH_SIZE))
             if not 1 <= batch_size <= MAX_CURSOR_BATCH_SIZE:
                 raise ValueError
-            cursor = state.store.open_cursor(kind, selection, batch_size)
+            cursor = state.store.open_cursor(kind, selection, batch_size, sections)
         except (TypeError, ValueError):
             return fail(
                 400,
@@ -289,6 +306,26 @@ def _cursor_api(kind: str) -> Handler:
         return JSONResponse({"status": "success", "cursor": cursor})
 
     return handler
+
+
+def _cursor_sections(kind: str, query: QueryParams) -> CursorSections | None:
+    """The sections the `profile`, `app` and `events` URL flags ask for; None for a flag that is
+    not a boolean. A flag left out takes what CleverTap's download samples show."""
+    chosen = dict(CURSOR_SECTION_DEFAULTS[kind])
+    for name in chosen:
+        value = query.get(name)
+        if value is None:
+            continue
+        if value.lower() not in BOOLEAN_FLAGS:
+            return None
+        chosen[name] = BOOLEAN_FLAGS[value.lower()]
+    return CursorSections(**chosen)
+
+
+def _fail_in_body(error: str, *, code: int) -> JSONResponse:
+    # CleverTap's own download client reads these codes from the body of a successful HTTP
+    # answer (it gives up on any HTTP error), so the status is 200.
+    return JSONResponse({"status": "fail", "error": error, "code": code})
 
 
 def _external_trigger(state: EmulatorState, query: QueryParams, body: bytes) -> Response:

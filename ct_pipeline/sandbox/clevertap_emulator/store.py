@@ -68,11 +68,22 @@ class Profile:
         self.updated_at = now
 
 
+@dataclass(frozen=True)
+class CursorSections:
+    """What each record of a download carries, per the `profile`, `app` and `events` URL flags:
+    the profile's properties, its platformInfo (app fields) and its event summary."""
+
+    profile: bool
+    app: bool
+    events: bool
+
+
 @dataclass
 class _CursorSource:
     kind: str  # "profiles" | "events"
     items: list
     batch_size: int
+    sections: CursorSections
 
 
 class AccountStore:
@@ -226,7 +237,7 @@ class AccountStore:
                 "triggers": len(self._triggers),
             }
 
-    def open_cursor(self, kind: str, query: dict, batch_size: int) -> str:
+    def open_cursor(self, kind: str, query: dict, batch_size: int, sections: CursorSections) -> str:
         """Snapshot what `query` selects and return a cursor to its first page."""
         event_name = query.get("event_name")
         day_from, day_to = _day_bounds(query)
@@ -248,7 +259,7 @@ class AccountStore:
                         for event in profile.events or ()
                     )
                 ]
-            return self._new_cursor(_CursorSource(kind, items, batch_size), 0)
+            return self._new_cursor(_CursorSource(kind, items, batch_size, sections), 0)
 
     def page(self, cursor: str) -> dict | None:
         """The page a cursor points at, in CleverTap's shape; None for an unknown cursor."""
@@ -262,11 +273,16 @@ class AccountStore:
             answer: dict = {
                 "status": "success",
                 "previous_cursor": cursor,
-                "records": [render(item) for item in chunk],
+                "records": [render(item, source.sections) for item in chunk],
             }
             if offset + source.batch_size < len(source.items):
                 answer["next_cursor"] = self._new_cursor(source, offset + source.batch_size)
             return answer
+
+    def knows_cursor(self, cursor: str) -> bool:
+        """Whether `cursor` is open."""
+        with self._lock:
+            return cursor in self._cursors
 
     def _find(
         self, *, identity: str | None, email: str | None, object_id: str | None
@@ -414,18 +430,20 @@ class AccountStore:
             self._cursors.popitem(last=False)
         return token
 
-    def _export_event(self, event: dict) -> dict:
-        profile = self._by_object_id.get(event["objectId"])
-        profile_part: dict = {"objectId": event["objectId"], "identity": event["identity"]}
-        if profile is not None:
-            profile_part["email"] = profile.data.get("Email")
-            profile_part["profileData"] = _rendered_data(profile)
-        return {
-            "profile": profile_part,
+    def _export_event(self, event: dict, sections: CursorSections) -> dict:
+        record: dict = {
             "ts": int(datetime.fromtimestamp(event["ts"], UTC).strftime("%Y%m%d%H%M%S")),
             "event_props": dict(event["evtData"]),
             "session_props": {},
         }
+        if not sections.profile:
+            return record
+        profile = self._by_object_id.get(event["objectId"])
+        profile_part: dict = {"objectId": event["objectId"], "identity": event["identity"]}
+        if profile is not None:
+            profile_part["email"] = profile.data.get("Email")
+            profile_part |= _profile_sections(profile, sections)
+        return {"profile": profile_part, **record}
 
 
 def _custom_key_overflow(profile: Profile, profile_data: dict) -> Rejection | None:
@@ -507,13 +525,23 @@ def _lookup_record(profile: Profile) -> dict:
     return record
 
 
-def _export_record(profile: Profile) -> dict:
+def _export_record(profile: Profile, sections: CursorSections) -> dict:
     return {
         "identity": _primary(profile),
         "all_identities": list(profile.identities),
-        "profileData": _rendered_data(profile),
-        "platformInfo": _platform_info(profile),
+        **_profile_sections(profile, sections),
     }
+
+
+def _profile_sections(profile: Profile, sections: CursorSections) -> dict:
+    parts: dict = {}
+    if sections.profile:
+        parts["profileData"] = _rendered_data(profile)
+    if sections.app:
+        parts["platformInfo"] = _platform_info(profile)
+    if sections.events:
+        parts["events"] = _event_summary(profile)
+    return parts
 
 
 def _admin_view(profile: Profile) -> dict:
