@@ -206,6 +206,32 @@ def test_a_storm_that_never_ends_fails_every_record_and_drops_none(sandbox: Sand
     assert not any(outcome.maybe_delivered for outcome in report.outcomes)
 
 
+def test_a_429_storm_that_never_ends_fails_every_record_with_429_and_drops_none(
+    sandbox: SandboxAdmin,
+):
+    client = sandbox_client(sandbox.url, max_retries=2)
+    sandbox.faults(uploads_429=1_000_000)
+    items = profile_items(2500)
+
+    report = client.upload(items)
+
+    assert [outcome.key for outcome in report.outcomes] == [item.key for item in items]
+    assert report.counts["failed"] == 2500
+    assert report.fatal_error is None
+    assert report.requests == 3 * 3
+    assert all(
+        outcome.code == 429
+        and outcome.batch is not None
+        and "Too many concurrent requests" in outcome.error
+        and "after 3 attempts" in outcome.error
+        for outcome in report.outcomes
+    )
+    # A 429 means CleverTap did nothing: the records can be sent again without a duplicate.
+    assert not any(outcome.maybe_delivered for outcome in report.outcomes)
+    assert sandbox.stats()["responses"] == {"429": 9}
+    assert sandbox.profile_count() == 0
+
+
 def test_a_timeout_is_retried_by_default(sandbox: SandboxAdmin):
     client = sandbox_client(sandbox.url, timeout_seconds=0.3)
     sandbox.faults(slow_seconds=1.0, slow_count=1)
