@@ -237,7 +237,7 @@ def _upload(state: EmulatorState, query: QueryParams, body: bytes) -> Response:
             "status": "fail",
             "code": rejections[index].code,
             "error": rejections[index].message(index),
-            "record": records[index],
+            "record": state.faults.echo(records[index]),
         }
         for index in sorted(rejections)
     ]

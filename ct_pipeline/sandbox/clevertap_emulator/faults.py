@@ -5,6 +5,11 @@ Set through `POST /__sandbox/faults`; each field left out keeps its current valu
 `others_429`, `others_5xx`, `cursor_throttled`, `cursor_not_ready`, `slow_count`, a rule's
 `times`) are used up one request (or one record) at a time.
 
+`echo: "normalised"` writes each rejected record back in `unprocessed` the way a server that
+parsed it might, not byte for byte: identity keys as strings and every other whole number as a
+float (`ts: 1468308340` comes back `1468308340.0`). CleverTap documents a verbatim echo; this
+tests that a client matching rejections to records survives one that is not.
+
 `cursor_throttled` answers requests that open a `/1/profiles.json` or `/1/events.json` cursor
 with body code 1, and `cursor_not_ready` answers page requests with code 2: the two answers
 CleverTap's own download client waits on (30 s and 5 s) before asking again.
@@ -14,10 +19,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ct_pipeline.sandbox.clevertap_emulator.validation import Rejection
+from ct_pipeline.sandbox.clevertap_emulator.validation import IDENTITY_KEYS, Rejection
 
 DEFAULT_5XX_STATUS = 503
 MAX_SLOW_SECONDS = 600.0
@@ -58,6 +64,7 @@ class FaultRequest(BaseModel):
     slow_seconds: float | None = Field(default=None, ge=0, le=MAX_SLOW_SECONDS)
     slow_count: int | None = Field(default=None, ge=0)
     reject: list[RejectRule] | None = None
+    echo: Literal["verbatim", "normalised"] | None = None
     outage: bool | None = None
 
 
@@ -86,6 +93,8 @@ class FaultPlan:
                 self._slow_count = request.slow_count
             if request.reject is not None:
                 self._reject = {rule.identity: rule.model_copy() for rule in request.reject}
+            if request.echo is not None:
+                self._echo = request.echo
             if request.outage is not None:
                 self._outage = request.outage
             return self._snapshot()
@@ -99,6 +108,10 @@ class FaultPlan:
         """The plan as JSON-ready data."""
         with self._lock:
             return self._snapshot()
+
+    def echo(self, record: object) -> object:
+        """A rejected record as the `unprocessed` entry writes it back."""
+        return _normalised(record) if self._echo == "normalised" else record
 
     @property
     def outage(self) -> bool:
@@ -168,6 +181,7 @@ class FaultPlan:
         self._slow_seconds = 0.0
         self._slow_count: int | None = None
         self._reject: dict[str, RejectRule] = {}
+        self._echo = "verbatim"
         self._outage = False
 
     def _snapshot(self) -> dict:
@@ -177,5 +191,21 @@ class FaultPlan:
             "slow_seconds": self._slow_seconds,
             "slow_count": self._slow_count,
             "reject": [rule.model_dump() for rule in self._reject.values()],
+            "echo": self._echo,
             "outage": self._outage,
         }
+
+
+def _normalised(value: object, *, top: bool = True) -> object:
+    if isinstance(value, dict):
+        return {
+            key: str(item)
+            if top and key in IDENTITY_KEYS and type(item) in (int, float)
+            else _normalised(item, top=False)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_normalised(item, top=False) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
