@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,18 @@ FIRST_SERVER_ERROR = 500
 UNAVAILABLE = 503
 AUTH_FAILURE_STATUSES = frozenset({401, 403})
 
+# urllib3 logs each request line with its query string at DEBUG, and URLs on retries and broken
+# connections; a lookup's query holds an identity (often a phone number) or an email.
+URLLIB3_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.poolmanager",
+    "urllib3.util.retry",
+)
+REDACTED_QUERY_VALUE = "=[redacted]"
+_QUERY = re.compile(r"\?[^\s\"']+")
+_QUERY_VALUE = re.compile(r"=[^&#]*")
+
 
 @dataclass(frozen=True)
 class RetryRule:
@@ -114,6 +127,35 @@ class ApiResponse:
         return f"HTTP {self.status}{detail} ({tries})"
 
 
+class QueryValuesRedacted(logging.Filter):
+    """Replaces the values of URL query strings in a log record's arguments with [redacted]."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; every record is kept."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_query_values(arg) for arg in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {key: _without_query_values(arg) for key, arg in record.args.items()}
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = _without_query_values(record.msg)
+        return True
+
+
+_URLLIB3_REDACTION = QueryValuesRedacted()
+
+
+def hide_query_values_from_urllib3_logs() -> None:
+    """Attach the query redaction to urllib3's loggers (once: a filter is added only once)."""
+    for name in URLLIB3_LOGGERS:
+        logging.getLogger(name).addFilter(_URLLIB3_REDACTION)
+
+
+def _without_query_values(value: Any) -> Any:
+    if not isinstance(value, str) or "?" not in value:
+        return value
+    return _QUERY.sub(lambda query: _QUERY_VALUE.sub(REDACTED_QUERY_VALUE, query[0]), value)
+
+
 def encode_json(body: Any) -> bytes:
     """A request body as compact UTF-8 JSON. Records reach here validated: no NaN or infinity
     (which JSON cannot carry) is left in them."""
@@ -155,6 +197,7 @@ class CleverTapTransport:
     ) -> None:
         self.base_url = base_url
         self._timeout_seconds = timeout_seconds
+        hide_query_values_from_urllib3_logs()
         self._session = requests.Session()
         adapter = HTTPAdapter(
             pool_connections=1,
