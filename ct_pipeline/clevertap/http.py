@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import requests
 import tenacity
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 logger = logging.getLogger(__name__)
 
 # Hosts from CleverTap's "Common API Components" page. Europe is the documented default host
-# `api.clevertap.com`; CleverTap's own Node client calls the same region `eu1`.
+# `api.clevertap.com`; CleverTap's own Node client calls the same region `eu1`. South Korea
+# (`sk1`) is missing from the current page but CleverTap's Go uploader, Segment (its default) and
+# RudderStack all send to it.
 REGION_HOSTS: dict[str, str] = {
     "in1": "https://in1.api.clevertap.com",
     "sg1": "https://sg1.api.clevertap.com",
@@ -32,6 +35,7 @@ REGION_HOSTS: dict[str, str] = {
     "aps3": "https://aps3.api.clevertap.com",
     "mec1": "https://mec1.api.clevertap.com",
     "eu1": "https://api.clevertap.com",
+    "sk1": "https://sk1.api.clevertap.com",
 }
 REGIONS: tuple[str, ...] = tuple(REGION_HOSTS)
 DEFAULT_REGION = "in1"
@@ -58,6 +62,18 @@ FIRST_SERVER_ERROR = 500
 # 503 is the one server error documented as "try again later", i.e. nothing was done.
 UNAVAILABLE = 503
 AUTH_FAILURE_STATUSES = frozenset({401, 403})
+
+# urllib3 logs each request line with its query string at DEBUG, and URLs on retries and broken
+# connections; a lookup's query holds an identity (often a phone number) or an email.
+URLLIB3_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.poolmanager",
+    "urllib3.util.retry",
+)
+REDACTED_QUERY_VALUE = "=[redacted]"
+_QUERY = re.compile(r"\?[^\s\"']+")
+_QUERY_VALUE = re.compile(r"=[^&#]*")
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,35 @@ class ApiResponse:
         return f"HTTP {self.status}{detail} ({tries})"
 
 
+class QueryValuesRedacted(logging.Filter):
+    """Replaces the values of URL query strings in a log record's arguments with [redacted]."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; every record is kept."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_query_values(arg) for arg in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {key: _without_query_values(arg) for key, arg in record.args.items()}
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = _without_query_values(record.msg)
+        return True
+
+
+_URLLIB3_REDACTION = QueryValuesRedacted()
+
+
+def hide_query_values_from_urllib3_logs() -> None:
+    """Attach the query redaction to urllib3's loggers (once: a filter is added only once)."""
+    for name in URLLIB3_LOGGERS:
+        logging.getLogger(name).addFilter(_URLLIB3_REDACTION)
+
+
+def _without_query_values(value: Any) -> Any:
+    if not isinstance(value, str) or "?" not in value:
+        return value
+    return _QUERY.sub(lambda query: _QUERY_VALUE.sub(REDACTED_QUERY_VALUE, query[0]), value)
+
+
 def encode_json(body: Any) -> bytes:
     """A request body as compact UTF-8 JSON. Records reach here validated: no NaN or infinity
     (which JSON cannot carry) is left in them."""
@@ -148,9 +193,11 @@ class CleverTapTransport:
         timeout_seconds: float,
         upload_concurrency: int,
         other_concurrency: int,
+        adapters: Sequence[tuple[str, BaseAdapter]] = (),
     ) -> None:
         self.base_url = base_url
         self._timeout_seconds = timeout_seconds
+        hide_query_values_from_urllib3_logs()
         self._session = requests.Session()
         adapter = HTTPAdapter(
             pool_connections=1,
@@ -159,6 +206,8 @@ class CleverTapTransport:
         )
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+        for prefix, custom in adapters:
+            self.mount(prefix, custom)
         self._session.headers.update(
             {
                 ACCOUNT_ID_HEADER: account_id,
@@ -237,6 +286,10 @@ class CleverTapTransport:
                 transport_error=_describe_exception(exc),
                 uncertain=uncertain,
             )
+
+    def mount(self, prefix: str, adapter: BaseAdapter) -> None:
+        """Send requests whose URL starts with `prefix` through `adapter` (`Session.mount`)."""
+        self._session.mount(prefix, adapter)
 
     def usage(self) -> dict[str, int]:
         """HTTP attempts made so far, retries included, by endpoint path."""

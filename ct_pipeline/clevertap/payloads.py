@@ -22,6 +22,7 @@ import pandas as pd
 
 PROFILE_TYPE = "profile"
 EVENT_TYPE = "event"
+TOKEN_TYPE = "token"
 IDENTITY_KEYS = ("identity", "objectId", "FBID", "GPID")
 RECORD_KEYS = frozenset({"type", "ts", "profileData", "evtName", "evtData", *IDENTITY_KEYS})
 
@@ -66,45 +67,53 @@ ALLOWED_STANDARD_VALUES: dict[str, frozenset[str]] = {
     "Education": frozenset({"School", "College", "Graduate"}),
 }
 MAX_AGE = 150
-# `$` starts CleverTap's own markers ($D_ dates, $add/$remove); `CT ` and `wzrk_` name the
-# properties CleverTap's system events carry. A property key must not look like either, nor
-# repeat a key of the record envelope. (No list of reserved keys is published.)
-RESERVED_KEY_PREFIXES = ("$", "CT ", "wzrk_")
+# `$` starts CleverTap's own markers ($D_ dates, $add/$remove): a property key must not, nor
+# repeat a key of the record envelope. No other reserved keys or prefixes are published.
+RESERVED_KEY_PREFIX = "$"
 RESERVED_PROPERTY_KEYS = frozenset(
     {"objectId", "FBID", "GPID", "type", "ts", "evtName", "evtData", "profileData", "tokenData"}
 )
 MULTI_VALUE_OPERATIONS = frozenset({"$add", "$remove"})
-# Code 513: raising a restricted system event. CleverTap publishes no full list; these are its
-# system events (a real 513 answer names "Web Page Viewed").
+# Code 513: raising a restricted system event. The server API publishes no list: these are the
+# names CleverTap's Android SDK refuses to raise (ValidationConfig.DEFAULT_RESTRICTED_EVENT_NAMES,
+# matched ignoring case), and "Web Page Viewed", seen refused with 513 in production.
 RESTRICTED_EVENT_NAMES = frozenset(
     {
         "App Launched",
-        "App Installed",
         "App Uninstalled",
         "Notification Sent",
         "Notification Viewed",
         "Notification Clicked",
-        "Notification Delivered",
-        "Notification Failed",
         "Notification Bounced",
         "UTM Visited",
-        "Web Page Viewed",
         "Stayed",
         "Geocluster Entered",
         "Geocluster Exited",
+        "SCOutgoing",
+        "SCIncoming",
+        "SCEnd",
+        "SCCampaignOptOut",
+        "wzrk_d",
+        "Web Page Viewed",
     }
 )
+_RESTRICTED_EVENT_NAMES_FOLDED = frozenset(name.casefold() for name in RESTRICTED_EVENT_NAMES)
 CHARGED_EVENT = "Charged"
 CHARGED_ITEMS_KEY = "Items"
 
 # upload-user-profiles-api: Phone "should be formatted as +[country code][phone number]";
 # E.164 allows at most 15 digits. Code 516 otherwise.
-PHONE_PATTERN = re.compile(r"\+[1-9]\d{6,14}")
+PHONE_PATTERN = re.compile(r"\+[1-9][0-9]{6,14}")
 # Code 515 (email invalid) has no published rule; this is the shape every address has. Full
 # syntax checks belong to identity normalisation, which runs before records are built.
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 DATE_PREFIX = "$D_"
-DATE_PATTERN = re.compile(r"\$D_-?\d{1,12}")
+DATE_PATTERN = re.compile(r"\$D_(-?[0-9]{1,11})")
+# A `$D_` date outside 1900 to 2286 is a wrong unit (milliseconds) or a typo, not a CRM date.
+EARLIEST_DATE_SECONDS = -2_208_988_800
+DATE_LIMIT_SECONDS = 10**10
+# objectId: CleverTap's ids are "-" or "__g" + hex, or a UUID; anything else is code 526.
+OBJECT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
 # `ts` is epoch seconds (code 525 otherwise). Anything before 2000 or more than a day ahead is
 # almost surely milliseconds, a default value or a clock error, not a CRM moment.
 EARLIEST_TIMESTAMP = 946_684_800
@@ -173,23 +182,19 @@ def validate_record(
     unknown = sorted(str(key) for key in record if key not in RECORD_KEYS)
     if unknown:
         return f"unknown record key {unknown[0]!r}; upload records take {sorted(RECORD_KEYS)}"
-    if not any(_present(record.get(key)) for key in IDENTITY_KEYS):
-        return "no identity: set one of identity, objectId, FBID or GPID (CleverTap code 523)"
-    for key in IDENTITY_KEYS:
-        value = record.get(key)
-        if isinstance(value, bool) or not isinstance(value, str | int | None):
-            return f"{key} must be a string or a whole number"
-
-    problem = _timestamp_problem(record, time.time() if now is None else now)
+    record_type = record.get("type")
+    if record_type == TOKEN_TYPE:
+        return "type 'token': this client uploads profiles and events, not device tokens"
+    if record_type not in (PROFILE_TYPE, EVENT_TYPE):
+        return "type must be 'profile' or 'event' (CleverTap code 524)"
+    problem = _identity_problem(record) or _timestamp_problem(
+        record, time.time() if now is None else now
+    )
     if problem:
         return problem
-
-    record_type = record.get("type")
     if record_type == PROFILE_TYPE:
         return _profile_problem(record)
-    if record_type == EVENT_TYPE:
-        return _event_problem(record, max_event_properties)
-    return "type must be 'profile' or 'event' (CleverTap code 524)"
+    return _event_problem(record, max_event_properties)
 
 
 def epoch_seconds(moment: datetime | int | float) -> int:
@@ -213,7 +218,7 @@ _PLAIN_TYPES = frozenset({str, int, bool})
 _SCALAR_TYPES = frozenset({str, int, bool, float})
 # Standard profile keys with a rule of their own (`_profile_value_problem`).
 _STANDARD_RULE_KEYS = frozenset(
-    {"Phone", "Email", "DOB", "Age", *SUBSCRIPTION_FLAGS, *ALLOWED_STANDARD_VALUES}
+    {"Phone", "Email", "DOB", "Age", "identity", *SUBSCRIPTION_FLAGS, *ALLOWED_STANDARD_VALUES}
 )
 
 
@@ -302,16 +307,38 @@ def _present(value: Any) -> bool:
     return value is not None and not isinstance(value, bool)
 
 
+def _identity_problem(record: Mapping[str, Any]) -> str | None:
+    if not any(_present(record.get(key)) for key in IDENTITY_KEYS):
+        return "no identity: set one of identity, objectId, FBID or GPID (CleverTap code 523)"
+    for key in IDENTITY_KEYS:
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, str | int | None):
+            return f"{key} must be a string or a whole number (CleverTap code 523)"
+    object_id = record.get("objectId")
+    if (
+        object_id is not None
+        and _present(object_id)
+        and not (isinstance(object_id, str) and OBJECT_ID_PATTERN.fullmatch(object_id))
+    ):
+        return "objectId is not a CleverTap id: letters, digits, - and _ (CleverTap code 526)"
+    return None
+
+
 def _timestamp_problem(record: Mapping[str, Any], now: float) -> str | None:
     if "ts" not in record:
         return None
     ts = record["ts"]
-    if isinstance(ts, bool) or not isinstance(ts, int):
-        return "ts must be whole epoch seconds (CleverTap code 525)"
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        return "ts must be a number, epoch seconds (CleverTap code 525)"
+    if not 0 < ts < DATE_LIMIT_SECONDS:
+        return "ts is not epoch seconds; milliseconds? (CleverTap code 525)"
+    # CleverTap takes the rest; these catch a default value or a clock error before it does.
+    if not isinstance(ts, int):
+        return "ts must be whole epoch seconds"
     if ts < EARLIEST_TIMESTAMP:
-        return "ts is before 2000-01-01; give epoch seconds (CleverTap code 525)"
+        return "ts is before 2000-01-01: a default value, not a CRM moment"
     if ts > now + FUTURE_TOLERANCE_SECONDS:
-        return "ts is in the future; epoch milliseconds? give seconds (CleverTap code 525)"
+        return "ts is more than a day in the future: check the clock or the unit"
     return None
 
 
@@ -338,7 +365,16 @@ def _profile_problem(record: Mapping[str, Any]) -> str | None:
 
 
 def _profile_value_problem(key: str, value: Any) -> str | None:
-    if key not in _STANDARD_RULE_KEYS and type(value) in _SCALAR_TYPES:
+    scalar = type(value) in _SCALAR_TYPES
+    if scalar and key not in _STANDARD_RULE_KEYS:
+        return _scalar_problem(value)
+    if not scalar and key in STANDARD_PROFILE_KEYS and isinstance(value, Mapping | list):
+        # CleverTap's SDKs refuse multi-value operations on the standard keys too.
+        return "is a standard profile key and holds one value, not a list or an object"
+    if key == "identity":
+        given = isinstance(value, str) and value or type(value) is int
+        if not given:
+            return "must be a non-empty string or a whole number (CleverTap code 523)"
         return _scalar_problem(value)
     if key == "Phone":
         if not isinstance(value, str) or not PHONE_PATTERN.fullmatch(value):
@@ -349,9 +385,7 @@ def _profile_value_problem(key: str, value: Any) -> str | None:
     if key in SUBSCRIPTION_FLAGS:
         return None if isinstance(value, bool) else "must be true or false"
     if key == "DOB":
-        if not isinstance(value, str) or not DATE_PATTERN.fullmatch(value):
-            return "must be a date, $D_<epoch seconds>"
-        return None
+        return None if _is_date(value) else "must be a date, $D_<epoch seconds>"
     if key == "Age":
         whole = isinstance(value, int) and not isinstance(value, bool)
         return None if whole and 0 <= value <= MAX_AGE else "must be a whole number 0-150"
@@ -374,7 +408,7 @@ def _event_problem(record: Mapping[str, Any], max_properties: int) -> str | None
     name = record.get("evtName")
     if not isinstance(name, str) or not name.strip():
         return "evtName is missing (CleverTap code 509)"
-    if name in RESTRICTED_EVENT_NAMES:
+    if name.casefold() in _RESTRICTED_EVENT_NAMES_FOLDED:
         return f"evtName {name!r} is a CleverTap system event and cannot be raised (code 513)"
     data = record.get("evtData", {})
     if not isinstance(data, Mapping):
@@ -415,35 +449,38 @@ def _key_problem(
         return f"key {key[:20]!r}... is longer than {max_bytes} bytes"
     if max_chars is not None and len(key) > max_chars:
         return f"key {key[:20]!r}... is longer than {max_chars} characters"
-    if key.startswith(RESERVED_KEY_PREFIXES):
-        return f"key {key!r} starts with a prefix CleverTap reserves ($, 'CT ', wzrk_)"
+    if key.startswith(RESERVED_KEY_PREFIX):
+        return f"key {key!r} starts with $, which CleverTap keeps for $D_ dates and $add/$remove"
     if key in RESERVED_PROPERTY_KEYS:
         return f"key {key!r} is reserved for the record itself"
     return None
 
 
 def _scalar_problem(value: Any) -> str | None:
-    if type(value) is str:
-        # An ASCII string's length is its size in bytes; only others need encoding to tell.
-        size = len(value) if value.isascii() else len(value.encode("utf-8"))
-        if size > VALUE_MAX_BYTES:
+    if isinstance(value, str):
+        # Inlined `_byte_size`: this runs for every string value of every record.
+        if (len(value) if value.isascii() else len(value.encode("utf-8"))) > VALUE_MAX_BYTES:
             return f"is longer than {VALUE_MAX_BYTES} bytes"
-        if value.startswith(DATE_PREFIX) and not DATE_PATTERN.fullmatch(value):
-            return "starts with $D_ but is not $D_<epoch seconds>"
+        if value.startswith(DATE_PREFIX) and not _is_date(value):
+            return "starts with $D_ but is not $D_<epoch seconds> between 1900 and 2286"
         return None
     if isinstance(value, bool | int):
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else "is not a finite number"
-    if isinstance(value, str):
-        if len(value.encode("utf-8")) > VALUE_MAX_BYTES:
-            return f"is longer than {VALUE_MAX_BYTES} bytes"
-        if value.startswith(DATE_PREFIX) and not DATE_PATTERN.fullmatch(value):
-            return "starts with $D_ but is not $D_<epoch seconds>"
-        return None
     if value is None:
         return "is null; leave the key out instead"
     return f"is a {type(value).__name__}; use a string, number, boolean or $D_ date"
+
+
+def _byte_size(text: str) -> int:
+    # An ASCII string's length is its size in bytes; only others need encoding to tell.
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _is_date(value: Any) -> bool:
+    match = DATE_PATTERN.fullmatch(value) if isinstance(value, str) else None
+    return match is not None and EARLIEST_DATE_SECONDS <= int(match[1]) < DATE_LIMIT_SECONDS
 
 
 def _multi_value_problem(values: list[Any]) -> str | None:
@@ -452,8 +489,8 @@ def _multi_value_problem(values: list[Any]) -> str | None:
     for value in values:
         if not isinstance(value, str):
             return "multi-value items must be strings"
-        if len(value) > VALUE_MAX_BYTES:
-            return f"has an item longer than {VALUE_MAX_BYTES} characters"
+        if _byte_size(value) > VALUE_MAX_BYTES:
+            return f"has an item longer than {VALUE_MAX_BYTES} bytes"
     return None
 
 
@@ -461,8 +498,10 @@ def _multi_value_operation_problem(operation: Mapping[str, Any]) -> str | None:
     if len(operation) != 1 or next(iter(operation)) not in MULTI_VALUE_OPERATIONS:
         return "is an object; only {'$add': [...]} or {'$remove': [...]} are accepted"
     values = next(iter(operation.values()))
+    if isinstance(values, str):
+        values = [values]
     if not isinstance(values, list):
-        return "$add/$remove takes a list of strings"
+        return "$add/$remove takes a string or a list of strings"
     return _multi_value_problem(values)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr, field_validator
+from requests.adapters import BaseAdapter
 
 from ct_pipeline.clevertap.http import (
     AUTH_FAILURE_STATUSES,
@@ -28,6 +29,7 @@ from ct_pipeline.clevertap.http import (
     UPLOAD_MAX_CONCURRENT_REQUESTS,
     UPLOAD_MAX_RECORDS,
     UPLOAD_PATH,
+    ApiResponse,
     CleverTapTransport,
     RetryRule,
     base_url_for,
@@ -36,6 +38,7 @@ from ct_pipeline.clevertap.http import (
 )
 from ct_pipeline.clevertap.payloads import EVENT_MAX_PROPERTIES, validate_record
 from ct_pipeline.clevertap.results import (
+    CREDENTIALS_HINT,
     BatchResult,
     ItemOutcome,
     PlannedRequest,
@@ -76,7 +79,9 @@ class CleverTapResource(dg.ConfigurableResource):
     passcode: str = Field(repr=False, description="CleverTap account passcode; never logged.")
     region: str = Field(
         default=DEFAULT_REGION,
-        description="Data-centre region: in1, sg1, us1, aps3, mec1 or eu1 (api.clevertap.com).",
+        description=(
+            "Data-centre region: in1, sg1, us1, aps3, mec1, eu1 (api.clevertap.com) or sk1."
+        ),
     )
     api_url: str | None = Field(
         default=None, description="Base URL that overrides the region host (the sandbox)."
@@ -115,6 +120,7 @@ class CleverTapResource(dg.ConfigurableResource):
     _transport: CleverTapTransport | None = PrivateAttr(default=None)
     _transport_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _closed_usage: Counter[str] = PrivateAttr(default_factory=Counter)
+    _adapters: list[tuple[str, BaseAdapter]] = PrivateAttr(default_factory=list)
 
     @field_validator("region", mode="before")
     @classmethod
@@ -221,7 +227,7 @@ class CleverTapResource(dg.ConfigurableResource):
         if _says_not_found(response.status, body):
             return None
         raise CleverTapError(
-            f"CleverTap profile lookup by {name} failed: {response.describe_failure()}"
+            f"CleverTap profile lookup by {name} failed: {self._failure(response)}"
         )
 
     def trigger_campaign(
@@ -258,7 +264,7 @@ class CleverTapResource(dg.ConfigurableResource):
             len(identities),
             "failed",
             code=code if isinstance(code, int) else response.status,
-            error=response.describe_failure(),
+            error=self._failure(response),
             requests=response.attempts,
             body=body,
             maybe_delivered=response.uncertain,
@@ -275,6 +281,15 @@ class CleverTapResource(dg.ConfigurableResource):
             max_workers=self.lookup_concurrency, thread_name_prefix="clevertap-trigger"
         ) as pool:
             return list(pool.map(lambda trigger: self.trigger_campaign(*trigger), triggers))
+
+    def mount(self, prefix: str, adapter: BaseAdapter) -> None:
+        """Send the requests whose URL starts with `prefix` through a requests transport
+        adapter, as `requests.Session.mount` does: a proxy or TLS setup of your own, or a test
+        double serving CleverTap's region hosts. Applies to this resource object only."""
+        with self._transport_lock:
+            self._adapters.append((prefix, adapter))
+            if self._transport is not None:
+                self._transport.mount(prefix, adapter)
 
     def usage(self) -> dict[str, int]:
         """HTTP requests made by this resource so far (retries included), by endpoint path."""
@@ -306,8 +321,29 @@ class CleverTapResource(dg.ConfigurableResource):
                     timeout_seconds=self.timeout_seconds,
                     upload_concurrency=self.max_concurrency,
                     other_concurrency=self.lookup_concurrency,
+                    adapters=self._adapters,
                 )
             return self._transport
+
+    def _credentials_hint(self) -> str:
+        """What to check when CleverTap refuses the credentials, naming where requests went."""
+        if self.api_url:
+            return (
+                "check CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE and CLEVERTAP_API_URL "
+                f"(requests went to {self.base_url})"
+            )
+        return (
+            f"{CREDENTIALS_HINT} (now {self.region!r}, {self.base_url}): CleverTap answers 401 "
+            "to valid credentials sent to another region; the region starts your dashboard's "
+            "address"
+        )
+
+    def _failure(self, response: ApiResponse) -> str:
+        """`describe_failure`, with what to check when the credentials were refused."""
+        failure = response.describe_failure()
+        if response.status in AUTH_FAILURE_STATUSES:
+            failure += f"; {self._credentials_hint()}"
+        return failure
 
     def _retry_rule(self, *, retry_uncertain: bool = True) -> RetryRule:
         return RetryRule(
@@ -362,6 +398,7 @@ class CleverTapResource(dg.ConfigurableResource):
         requests = 0
         halt = _Halt()
         transport = self._client()
+        hint = self._credentials_hint()
 
         def send(number: int, batch: list[UploadItem]) -> tuple[BatchResult, PlannedRequest]:
             payload = encode_json({"d": [item.record for item in batch]})
@@ -369,7 +406,7 @@ class CleverTapResource(dg.ConfigurableResource):
             if halt.reason is not None:
                 return BatchResult(number, _not_sent(number, batch, halt.reason), 0), request
             response = transport.request("POST", UPLOAD_PATH, rule, payload=payload)
-            outcomes = batch_outcomes(number, batch, response)
+            outcomes = batch_outcomes(number, batch, response, credentials_hint=hint)
             if response.status in AUTH_FAILURE_STATUSES:
                 # Every later batch would be refused the same way; do not hammer the API.
                 halt.stop(outcomes[0].error or f"HTTP {response.status}")

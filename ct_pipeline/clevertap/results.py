@@ -18,6 +18,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ct_pipeline.clevertap.http import AUTH_FAILURE_STATUSES, ApiResponse
+from ct_pipeline.clevertap.payloads import IDENTITY_KEYS
 
 Outcome = Literal["accepted", "rejected", "rejected_locally", "failed", "dry_run"]
 OUTCOMES: tuple[Outcome, ...] = ("accepted", "rejected", "rejected_locally", "failed", "dry_run")
@@ -25,6 +26,8 @@ OUTCOMES: tuple[Outcome, ...] = ("accepted", "rejected", "rejected_locally", "fa
 # The per-record error text ends "... Skipped record number : <1-based position>" (CleverTap's
 # upload response samples and a production answer quoted by RudderStack).
 SKIPPED_RECORD_NUMBER = re.compile(r"Skipped record number\s*:\s*(\d+)")
+CREDENTIALS_HINT = "check CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE and CLEVERTAP_REGION"
+RECORD_FINGERPRINT_KEYS = ("type", "evtName", *IDENTITY_KEYS)
 
 
 @dataclass(frozen=True)
@@ -143,14 +146,21 @@ class TriggerResult:
 
 
 def batch_outcomes(
-    batch: int, items: Sequence[UploadItem], response: ApiResponse
+    batch: int,
+    items: Sequence[UploadItem],
+    response: ApiResponse,
+    *,
+    credentials_hint: str = CREDENTIALS_HINT,
 ) -> tuple[ItemOutcome, ...]:
-    """One outcome per item of a sent batch, read from CleverTap's answer to it."""
+    """One outcome per item of a sent batch, read from CleverTap's answer to it.
+
+    `credentials_hint` is added to the error when CleverTap refused the credentials.
+    """
     body = response.body
     if not response.ok or not isinstance(body, Mapping):
         error = response.describe_failure()
         if response.status in AUTH_FAILURE_STATUSES:
-            error += "; check CLEVERTAP_ACCOUNT_ID, CLEVERTAP_PASSCODE and CLEVERTAP_REGION"
+            error += f"; {credentials_hint}"
         # A 2xx whose body cannot be read may still have been processed.
         maybe_delivered = response.uncertain or response.ok
         return _all_failed(batch, items, error, response.status, maybe_delivered)
@@ -163,8 +173,15 @@ def batch_outcomes(
         code = _int_or_none(body.get("code"))
         return _all_failed(batch, items, response.describe_failure(), code, False)
 
-    rejected, unmatched = _match_unprocessed(items, unprocessed)
     processed = body.get("processed")
+    # When the counts add up, a record's position is trusted even if its echo is not the very
+    # bytes sent (CleverTap may write numbers or defaults its own way): see `_position_of`.
+    counts_add_up = (
+        isinstance(processed, int)
+        and not isinstance(processed, bool)
+        and processed + len(unprocessed) == len(items)
+    )
+    rejected, unmatched = _match_unprocessed(items, unprocessed, counts_add_up=counts_add_up)
     accounted = unmatched == 0 and (
         not isinstance(processed, int) or processed + len(rejected) == len(items)
     )
@@ -202,7 +219,7 @@ def batch_outcomes(
 
 
 def _match_unprocessed(
-    items: Sequence[UploadItem], unprocessed: list[Any]
+    items: Sequence[UploadItem], unprocessed: list[Any], *, counts_add_up: bool
 ) -> tuple[dict[int, Mapping[str, Any]], int]:
     """Map each unprocessed entry to the position of the record it refers to."""
     if not unprocessed:
@@ -214,8 +231,8 @@ def _match_unprocessed(
         if not isinstance(entry, Mapping):
             unmatched += 1
             continue
-        echo = _canonical(entry["record"]) if isinstance(entry.get("record"), Mapping) else None
-        position = _position_of(entry, echo, sent, rejected)
+        echo = entry.get("record") if isinstance(entry.get("record"), Mapping) else None
+        position = _position_of(entry, echo, items, sent, rejected, counts_add_up)
         if position is None:
             unmatched += 1
         else:
@@ -225,10 +242,16 @@ def _match_unprocessed(
 
 def _position_of(
     entry: Mapping[str, Any],
-    echo: str | None,
+    echo: Mapping[str, Any] | None,
+    items: Sequence[UploadItem],
     sent: list[str],
     taken: Mapping[int, Any],
+    counts_add_up: bool,
 ) -> int | None:
+    """The position an unprocessed entry refers to, from the strongest evidence down: its
+    stated position with an identical echo (or none), an identical echo anywhere, and only when
+    the counts add up, its stated position with an echo naming the same record, or the one
+    record that echo can name."""
     candidates = []
     index = entry.get("index")
     if isinstance(index, int) and not isinstance(index, bool):
@@ -236,17 +259,48 @@ def _position_of(
     number = SKIPPED_RECORD_NUMBER.search(str(entry.get("error", "")))
     if number:
         candidates.append(int(number.group(1)) - 1)
+    free = [
+        position for position in candidates if 0 <= position < len(sent) and position not in taken
+    ]
+    if echo is None:
+        return free[0] if free else None
 
-    for position in candidates:
-        fits = 0 <= position < len(sent) and position not in taken
-        if fits and (echo is None or sent[position] == echo):
+    canonical_echo = _canonical(echo)
+    for position in free:
+        if sent[position] == canonical_echo:
             return position
-    # The position was absent or disagrees with the echoed record: trust the echo.
-    if echo is not None:
-        for position, record in enumerate(sent):
-            if record == echo and position not in taken:
-                return position
-    return None
+    for position, record in enumerate(sent):
+        if record == canonical_echo and position not in taken:
+            return position
+    if not counts_add_up:
+        return None
+    for position in free:
+        if _names_the_same_record(echo, items[position].record):
+            return position
+    named = [
+        position
+        for position, item in enumerate(items)
+        if position not in taken and _names_the_same_record(echo, item.record)
+    ]
+    return named[0] if len(named) == 1 else None
+
+
+def _names_the_same_record(echo: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+    """Whether an echo that is not byte-identical still names `record`: every identity key,
+    `type` and `evtName` it carries agrees with the record's, and it carries an identity."""
+    carried = [key for key in RECORD_FINGERPRINT_KEYS if key in echo]
+    if not any(key in echo for key in IDENTITY_KEYS):
+        return False
+    return all(_loosely(echo[key]) == _loosely(record.get(key)) for key in carried)
+
+
+def _loosely(value: Any) -> Any:
+    # 123, 123.0 and "123" are the same identity written three ways.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def _canonical(record: Mapping[str, Any]) -> str:

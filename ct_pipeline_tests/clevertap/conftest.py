@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+import requests
+from requests.adapters import HTTPAdapter
 
 from ct_pipeline.clevertap import CleverTapResource, UploadItem, build_profile_record
 from ct_pipeline.sandbox.clevertap_emulator import create_clevertap_app
@@ -110,6 +113,22 @@ def clevertap(sandbox: SandboxAdmin) -> Iterator[CleverTapResource]:
     resource = sandbox_client(sandbox.url)
     yield resource
     resource.close()
+
+
+class RouteToEmulator(HTTPAdapter):
+    """A requests transport adapter that delivers requests for CleverTap's real hosts to an
+    emulator, keeping the host they were addressed to in the Host header."""
+
+    def __init__(self, emulator_url: str) -> None:
+        super().__init__(max_retries=0)
+        self._emulator = urlsplit(emulator_url)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """Send `request` to the emulator as if it had reached the host in its URL."""
+        addressed = urlsplit(request.url)
+        request.headers["Host"] = addressed.netloc
+        request.url = urlunsplit((self._emulator.scheme, self._emulator.netloc, *addressed[2:]))
+        return super().send(request, **kwargs)
 
 
 def sandbox_client(url: str, **settings: Any) -> CleverTapResource:

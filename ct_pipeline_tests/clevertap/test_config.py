@@ -33,6 +33,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         ("aps3", "https://aps3.api.clevertap.com"),
         ("mec1", "https://mec1.api.clevertap.com"),
         ("eu1", "https://api.clevertap.com"),
+        ("sk1", "https://sk1.api.clevertap.com"),
     ],
 )
 def test_each_region_maps_to_its_documented_host(region: str, host: str):
@@ -53,8 +54,9 @@ def test_unknown_region_is_refused_naming_the_valid_ones():
     with pytest.raises(ValueError) as refused:
         CleverTapResource(**CREDENTIALS, region="in")
 
-    assert "CLEVERTAP_REGION 'in' is not a region; use one of in1, sg1, us1, aps3, mec1, eu1" in (
-        str(refused.value)
+    assert (
+        "CLEVERTAP_REGION 'in' is not a region; use one of in1, sg1, us1, aps3, mec1, eu1, sk1"
+        in (str(refused.value))
     )
     with pytest.raises(ValueError, match="not a region"):
         base_url_for("sk")

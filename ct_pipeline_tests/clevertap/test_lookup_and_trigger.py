@@ -41,6 +41,19 @@ def test_lookup_by_email_finds_the_profile(clevertap, sandbox: SandboxAdmin):
     assert record is not None and record["identity"] == "C-7"
 
 
+def test_lookup_by_object_id_finds_the_profile(clevertap, sandbox: SandboxAdmin):
+    clevertap.upload(profile_items(3))
+    (stored,) = sandbox.profiles(identity=phone_of(2))
+
+    record = clevertap.lookup_profile(object_id=stored["objectId"])
+
+    assert record is not None
+    assert record["identity"] == phone_of(2)
+    assert record["profileData"]["Name"] == "Customer 2"
+    (request,) = sandbox.requests(PROFILE)
+    assert request["query"] == {"objectId": stored["objectId"]}
+
+
 def test_lookup_of_an_unknown_profile_is_none(clevertap, sandbox: SandboxAdmin):
     assert clevertap.lookup_profile(identity=phone_of(999)) is None
 

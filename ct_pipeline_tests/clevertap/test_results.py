@@ -115,6 +115,109 @@ def test_echoed_record_wins_over_a_position_that_disagrees():
     assert outcomes_by_key(outcomes) == {"k0": "accepted", "k1": "accepted", "k2": "rejected"}
 
 
+def normalised(record: dict) -> dict:
+    """A record written back the way a server that parsed it might: numbers as floats."""
+    return {
+        **record,
+        "ts": 1768469400.0,
+        "evtData": {key: float(value) for key, value in record["evtData"].items()},
+    }
+
+
+def test_a_position_is_trusted_when_the_counts_add_up_and_the_echo_names_the_record():
+    batch = items(4)
+    body = {
+        "status": "partial",
+        "processed": 2,
+        "unprocessed": [
+            rejection(555, 2, normalised(batch[1].record)),
+            rejection(555, 4, normalised(batch[3].record)),
+        ],
+    }
+
+    outcomes = batch_outcomes(1, batch, answer(body))
+
+    assert outcomes_by_key(outcomes) == {
+        "k0": "accepted",
+        "k1": "rejected",
+        "k2": "accepted",
+        "k3": "rejected",
+    }
+
+
+def test_a_number_identity_written_as_text_still_names_the_record():
+    batch = [UploadItem("k0", {"type": "profile", "identity": 42, "profileData": {"n": 1}})]
+    echo = {"type": "profile", "identity": "42", "profileData": {"n": 1.0}}
+    body = {"status": "fail", "processed": 0, "unprocessed": [rejection(555, 1, echo)]}
+
+    assert outcomes_by_key(batch_outcomes(1, batch, answer(body))) == {"k0": "rejected"}
+
+
+def test_a_position_whose_echo_names_another_identity_is_not_trusted():
+    batch = items(3)
+    echo = {**normalised(batch[1].record), "identity": "someone-else"}
+    body = {"status": "partial", "processed": 2, "unprocessed": [rejection(555, 2, echo)]}
+
+    outcomes = batch_outcomes(1, batch, answer(body))
+
+    assert outcomes_by_key(outcomes) == {"k0": "failed", "k1": "failed", "k2": "failed"}
+    assert all(outcome.maybe_delivered for outcome in outcomes)
+
+
+def test_a_position_whose_echo_names_another_event_is_not_trusted():
+    batch = items(2)
+    echo = {**normalised(batch[0].record), "evtName": "Other"}
+    body = {"status": "partial", "processed": 1, "unprocessed": [rejection(555, 1, echo)]}
+
+    assert set(outcomes_by_key(batch_outcomes(1, batch, answer(body))).values()) == {"failed"}
+
+
+def test_an_inexact_echo_is_not_trusted_when_the_counts_do_not_add_up():
+    batch = items(3)
+    for processed in (1, None):
+        body = {
+            "status": "partial",
+            "processed": processed,
+            "unprocessed": [rejection(555, 2, normalised(batch[1].record))],
+        }
+
+        outcomes = batch_outcomes(1, batch, answer(body))
+
+        assert set(outcomes_by_key(outcomes).values()) == {"failed"}
+
+
+def test_an_inexact_echo_without_a_position_names_the_one_record_it_fits():
+    batch = items(3)
+    entry = {"status": "fail", "code": 555, "error": "Server error"}
+    body = {
+        "status": "partial",
+        "processed": 2,
+        "unprocessed": [{**entry, "record": normalised(batch[2].record)}],
+    }
+
+    outcomes = batch_outcomes(1, batch, answer(body))
+
+    assert outcomes_by_key(outcomes) == {"k0": "accepted", "k1": "accepted", "k2": "rejected"}
+
+
+def test_an_inexact_echo_that_fits_two_records_names_neither():
+    batch = [
+        UploadItem(f"k{i}", {"type": "event", "identity": "id", "evtName": "Seen", "evtData": {}})
+        for i in range(2)
+    ]
+    echo = {"type": "event", "identity": "id", "evtName": "Seen", "evtData": {}, "ts": 1.0}
+    body = {
+        "status": "partial",
+        "processed": 1,
+        "unprocessed": [{"status": "fail", "code": 555, "error": "Server error", "record": echo}],
+    }
+
+    assert outcomes_by_key(batch_outcomes(1, batch, answer(body))) == {
+        "k0": "failed",
+        "k1": "failed",
+    }
+
+
 def test_all_rejected_answer_keeps_every_code():
     batch = items(2)
     body = {

@@ -29,11 +29,28 @@ from ct_pipeline_tests.clevertap.conftest import (
 UPLOAD = "/1/upload"
 
 
-def wait_for_profiles(sandbox: SandboxAdmin, count: int, within_seconds: float = 5.0) -> None:
-    """Wait until the emulator holds `count` profiles (a timed-out request may land late)."""
+def event_items(count: int) -> list[UploadItem]:
+    """`count` valid event items keyed outbox-<n>, each for its own made-up phone number."""
+    return [
+        UploadItem(
+            f"outbox-{n}",
+            build_event_record(
+                phone_of(100 + n),
+                "Deal Stage Changed",
+                {"stage_name": "Won", "amount": 1500 + n},
+                PROFILE_TS,
+            ),
+        )
+        for n in range(count)
+    ]
+
+
+def wait_for_every_answer(sandbox: SandboxAdmin, within_seconds: float = 5.0) -> None:
+    """Wait until the emulator has answered every request it received: one the client gave up
+    on goes on, and must not land in the next test's account."""
     deadline = time.monotonic() + within_seconds
-    while sandbox.profile_count() != count:
-        assert time.monotonic() < deadline, f"the emulator never held {count} profiles"
+    while any(request["status"] is None for request in sandbox.requests()):
+        assert time.monotonic() < deadline, "the emulator never answered a request"
         time.sleep(0.05)
 
 
@@ -87,6 +104,24 @@ def test_mixed_answer_maps_each_outcome_back_to_its_key(clevertap, sandbox: Sand
         else:
             assert outcome.outcome == "accepted"
     assert sandbox.profile_count() == 8
+
+
+def test_rejections_map_to_their_keys_when_the_echo_is_not_byte_identical(
+    clevertap, sandbox: SandboxAdmin
+):
+    items = [*profile_items(6), *event_items(6)]
+    refused = {"zoho-2": phone_of(2), "outbox-4": phone_of(104)}
+    sandbox.faults(
+        reject=[{"identity": identity, "code": 555} for identity in refused.values()],
+        echo="normalised",
+    )
+
+    report = clevertap.upload(items)
+
+    assert report.keys_with("rejected") == list(refused)
+    assert report.counts["accepted"] == 10
+    assert not any(outcome.maybe_delivered for outcome in report.outcomes)
+    assert sandbox.profile_count() == 10
 
 
 def test_rejections_in_later_batches_map_to_the_right_keys(sandbox: SandboxAdmin):
@@ -206,6 +241,32 @@ def test_a_storm_that_never_ends_fails_every_record_and_drops_none(sandbox: Sand
     assert not any(outcome.maybe_delivered for outcome in report.outcomes)
 
 
+def test_a_429_storm_that_never_ends_fails_every_record_with_429_and_drops_none(
+    sandbox: SandboxAdmin,
+):
+    client = sandbox_client(sandbox.url, max_retries=2)
+    sandbox.faults(uploads_429=1_000_000)
+    items = profile_items(2500)
+
+    report = client.upload(items)
+
+    assert [outcome.key for outcome in report.outcomes] == [item.key for item in items]
+    assert report.counts["failed"] == 2500
+    assert report.fatal_error is None
+    assert report.requests == 3 * 3
+    assert all(
+        outcome.code == 429
+        and outcome.batch is not None
+        and "Too many concurrent requests" in outcome.error
+        and "after 3 attempts" in outcome.error
+        for outcome in report.outcomes
+    )
+    # A 429 means CleverTap did nothing: the records can be sent again without a duplicate.
+    assert not any(outcome.maybe_delivered for outcome in report.outcomes)
+    assert sandbox.stats()["responses"] == {"429": 9}
+    assert sandbox.profile_count() == 0
+
+
 def test_a_timeout_is_retried_by_default(sandbox: SandboxAdmin):
     client = sandbox_client(sandbox.url, timeout_seconds=0.3)
     sandbox.faults(slow_seconds=1.0, slow_count=1)
@@ -213,7 +274,7 @@ def test_a_timeout_is_retried_by_default(sandbox: SandboxAdmin):
     report = client.upload(profile_items(2))
 
     assert report.all_accepted and report.requests == 2
-    wait_for_profiles(sandbox, 2)
+    wait_for_every_answer(sandbox)
 
 
 def test_a_timeout_without_uncertain_retries_fails_as_maybe_delivered(sandbox: SandboxAdmin):
@@ -227,7 +288,8 @@ def test_a_timeout_without_uncertain_retries_fails_as_maybe_delivered(sandbox: S
     assert all(outcome.maybe_delivered for outcome in report.outcomes)
     assert "ReadTimeout" in report.outcomes[0].error
     # CleverTap went on with the request after the client gave up: it was delivered after all.
-    wait_for_profiles(sandbox, 2)
+    wait_for_every_answer(sandbox)
+    assert sandbox.profile_count() == 2
 
 
 def test_bad_credentials_fail_every_record_and_stop_sending(sandbox: SandboxAdmin):

@@ -147,6 +147,47 @@ def test_auth_header_names_are_case_insensitive(sandbox: Sandbox) -> None:
     assert sandbox.upload([DOCUMENTED_PROFILE], headers=headers).status_code == 200
 
 
+@pytest.fixture(scope="module")
+def india_account() -> Iterator[Sandbox]:
+    with serving(create_clevertap_app(region="in1")) as server:
+        yield Sandbox(server.url)
+
+
+def test_an_account_answers_on_its_region_host(india_account: Sandbox) -> None:
+    response = india_account.upload(
+        [DOCUMENTED_PROFILE], headers={**AUTH, "Host": "in1.api.clevertap.com"}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["processed"] == 1
+
+
+@pytest.mark.parametrize("host", ["sg1.api.clevertap.com", "api.clevertap.com", "127.0.0.1"])
+def test_valid_credentials_sent_to_another_region_answer_401(
+    india_account: Sandbox, host: str
+) -> None:
+    india_account.admin("POST", "reset")
+
+    response = india_account.upload([DOCUMENTED_PROFILE], headers={**AUTH, "Host": host})
+
+    assert response.status_code == 401
+    assert response.json() == {"status": "fail", "error": "Invalid Credentials", "code": 401}
+    assert india_account.admin("GET", "profiles")["count"] == 0
+
+
+@pytest.mark.parametrize("host", ["api.clevertap.com", "eu1.api.clevertap.com"])
+def test_europe_answers_on_both_of_its_host_names(host: str) -> None:
+    with serving(create_clevertap_app(region="eu1")) as server:
+        response = Sandbox(server.url).upload([DOCUMENTED_PROFILE], headers={**AUTH, "Host": host})
+
+    assert response.status_code == 200
+
+
+def test_an_unknown_region_is_refused_when_the_emulator_is_made() -> None:
+    with pytest.raises(ValueError, match="'in' is not a CleverTap region"):
+        create_clevertap_app(region="in")
+
+
 # --- request-level errors -------------------------------------------------------------------
 
 

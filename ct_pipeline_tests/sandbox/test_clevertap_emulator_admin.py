@@ -246,6 +246,28 @@ def test_reject_fault_refuses_records_of_the_chosen_identity(sandbox: Sandbox) -
     assert sandbox.admin("GET", "profiles", params={"identity": "user-2"})["count"] == 0
 
 
+def test_normalised_echo_fault_writes_rejected_records_back_parsed(sandbox: Sandbox) -> None:
+    sandbox.admin("POST", "faults", json={"reject": [{"identity": "7"}], "echo": "normalised"})
+    record = {"type": "event", "identity": 7, "ts": 1468208340, "evtName": "Paid"}
+    record["evtData"] = {"Amount": 300, "Items": [{"Quantity": 1}], "Paid": True}
+
+    answer = sandbox.upload([profile_record("user-1", Name="A"), record]).json()
+
+    assert answer["status"] == "partial"
+    (entry,) = answer["unprocessed"]
+    assert "Skipped record number : 2" in entry["error"]
+    assert entry["record"] == {
+        "type": "event",
+        "identity": "7",
+        "ts": 1468208340.0,
+        "evtName": "Paid",
+        "evtData": {"Amount": 300.0, "Items": [{"Quantity": 1.0}], "Paid": True},
+    }
+    assert isinstance(entry["record"]["ts"], float)
+    assert entry["record"]["evtData"]["Paid"] is True
+    assert sandbox.admin("GET", "faults")["echo"] == "normalised"
+
+
 def test_reject_fault_with_times_is_used_up(sandbox: Sandbox) -> None:
     rule = {"identity": "user-1", "code": 516, "error": "Phone number invalid", "times": 1}
     sandbox.admin("POST", "faults", json={"reject": [rule]})

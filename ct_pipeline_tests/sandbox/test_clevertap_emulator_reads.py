@@ -1,4 +1,5 @@
-"""The CleverTap emulator's other APIs: profile lookup, cursor downloads, triggers, deletes."""
+"""The CleverTap emulator's other APIs: profile lookup, cursor downloads, triggers, deletes,
+demerge, disassociate and subscribe."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from ct_pipeline.sandbox.clevertap_emulator import create_clevertap_app
+from ct_pipeline.sandbox.credentials import SANDBOX_CLEVERTAP_TOKEN
 from ct_pipeline.sandbox.server import serving
 from ct_pipeline_tests.sandbox.test_clevertap_emulator import (
+    AUTH,
     DOCUMENTED_EVENT,
     DOCUMENTED_PROFILE,
     Sandbox,
@@ -175,6 +178,92 @@ def test_event_download_returns_the_documented_record_shape(sandbox: Sandbox) ->
     assert record["session_props"] == {}
 
 
+def test_event_download_pages_through_every_event_once(sandbox: Sandbox) -> None:
+    sandbox.upload([event_record(f"user-{n:02}", name="Charged", Amount=n) for n in range(25)])
+    query = {"event_name": "Charged", "from": 20160701, "to": 20160731}
+
+    opened = sandbox.api("POST", "/1/events.json", params={"batch_size": 10}, json=query).json()
+    pages = read_all_pages(sandbox, "/1/events.json", opened["cursor"])
+
+    assert opened["status"] == "success"
+    assert [len(page) for page in pages] == [10, 10, 5]
+    amounts = sorted(record["event_props"]["Amount"] for page in pages for record in page)
+    assert amounts == list(range(25))
+
+
+def test_event_download_accepts_the_legacy_get_query(sandbox: Sandbox) -> None:
+    sandbox.upload([event_record("user-1", name="Charged")])
+    query = '{"event_name": "Charged", "from": 20160711, "to": 20160711}'
+
+    opened = sandbox.api("GET", "/1/events.json", params={"query": query, "batch_size": 5})
+    [[record]] = read_all_pages(sandbox, "/1/events.json", opened.json()["cursor"])
+
+    assert record["profile"]["identity"] == "user-1"
+
+
+def test_download_flags_choose_what_each_record_carries(sandbox: Sandbox) -> None:
+    sandbox.upload([profile_record("user-1", Name="A"), event_record("user-1", name="Charged")])
+    charged = {"event_name": "Charged", "from": 20160701, "to": 20160731}
+
+    def first_record(path: str, query: dict, **flags: str) -> dict:
+        params = {"batch_size": 5, **flags}
+        opened = sandbox.api("POST", path, params=params, json=query).json()
+        return read_all_pages(sandbox, path, opened["cursor"])[0][0]
+
+    plain = first_record("/1/profiles.json", {})
+    lean = first_record("/1/profiles.json", {}, app="false", profile="false")
+    with_events = first_record("/1/profiles.json", {}, events="true")
+    event = first_record("/1/events.json", charged)
+    event_with_app = first_record("/1/events.json", charged, app="1")
+    event_alone = first_record("/1/events.json", charged, profile="0")
+
+    assert set(plain) == {"identity", "all_identities", "profileData", "platformInfo"}
+    assert set(lean) == {"identity", "all_identities"}
+    assert with_events["events"]["Charged"]["count"] == 1
+    assert "platformInfo" not in event["profile"] and event["profile"]["profileData"]["Name"] == "A"
+    assert event_with_app["profile"]["platformInfo"][0]["objectId"].startswith("-")
+    assert set(event_alone) == {"ts", "event_props", "session_props"}
+
+
+def test_a_download_flag_that_is_not_a_boolean_answers_400(sandbox: Sandbox) -> None:
+    response = sandbox.api("POST", "/1/profiles.json", params={"app": "yes"}, json={})
+
+    assert response.status_code == 400
+    assert response.json()["status"] == "fail"
+
+
+@pytest.mark.parametrize("path", ["/1/profiles.json", "/1/events.json"])
+def test_a_throttled_cursor_request_answers_code_1_until_the_fault_is_used_up(
+    sandbox: Sandbox, path: str
+) -> None:
+    sandbox.admin("POST", "faults", json={"cursor_throttled": 2})
+    query = {"event_name": "Charged", "from": 20160701, "to": 20160731}
+
+    answers = [sandbox.api("POST", path, params={"batch_size": 5}, json=query) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    throttled = {"status": "fail", "error": "Request throttled, try again later", "code": 1}
+    assert [answer.json() for answer in answers[:2]] == [throttled, throttled]
+    assert answers[2].json()["status"] == "success" and answers[2].json()["cursor"]
+
+
+def test_a_cursor_not_ready_answers_code_2_and_then_serves_the_same_page(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.upload([profile_record(f"user-{n}", Name="A") for n in range(3)])
+    cursor = sandbox.api("POST", "/1/profiles.json", params={"batch_size": 5}, json={}).json()[
+        "cursor"
+    ]
+    sandbox.admin("POST", "faults", json={"cursor_not_ready": 1})
+
+    waiting = sandbox.api("GET", "/1/profiles.json", params={"cursor": cursor})
+    pages = read_all_pages(sandbox, "/1/profiles.json", cursor)
+
+    assert waiting.status_code == 200
+    assert waiting.json() == {"status": "fail", "error": "Request still in progress", "code": 2}
+    assert [len(page) for page in pages] == [3]
+
+
 def test_event_download_needs_an_event_name(sandbox: Sandbox) -> None:
     response = sandbox.api("POST", "/1/events.json", json={"from": 20160701})
 
@@ -203,6 +292,18 @@ def test_external_trigger_is_queued_and_recorded(sandbox: Sandbox) -> None:
     assert received["known_targets"] == 1
 
 
+def test_external_trigger_addressed_by_email_is_queued(sandbox: Sandbox) -> None:
+    sandbox.upload([DOCUMENTED_PROFILE])
+    trigger = {"to": {"email": ["jack@example.com"]}, "campaign_id": 42, "ExternalTrigger": {}}
+
+    response = sandbox.api("POST", "/1/send/externaltrigger.json", json=trigger)
+
+    assert response.json() == {"status": "success", "message": "Added to queue for processing"}
+    [received] = sandbox.admin("GET", "triggers")["triggers"]
+    assert received["to"] == {"email": ["jack@example.com"]}
+    assert received["known_targets"] == 1
+
+
 @pytest.mark.parametrize(
     "trigger",
     [
@@ -220,6 +321,59 @@ def test_invalid_external_trigger_answers_400(sandbox: Sandbox, trigger: dict) -
     assert response.status_code == 400
     assert response.json()["status"] == "fail"
     assert sandbox.admin("GET", "triggers")["count"] == 0
+
+
+def test_multi_campaign_trigger_is_queued_once_per_campaign(sandbox: Sandbox) -> None:
+    trigger = {
+        "to": {"identity": ["123"]},
+        "campaign_id_list": [1750575722, 1750575723],
+        "ExternalTrigger": {"stage_name": "Won"},
+    }
+
+    response = sandbox.api(
+        "POST",
+        "/2/send/externaltrigger.json",
+        json=trigger,
+        headers={**AUTH, "X-CleverTap-Token": SANDBOX_CLEVERTAP_TOKEN},
+    )
+
+    assert response.json() == {"status": "success", "message": "Added to queue for processing"}
+    received = sandbox.admin("GET", "triggers")["triggers"]
+    assert [entry["campaign_id"] for entry in received] == [1750575722, 1750575723]
+    assert all(entry["ExternalTrigger"] == {"stage_name": "Won"} for entry in received)
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"], ids=["no token", "wrong token"])
+def test_multi_campaign_trigger_without_the_token_answers_401(
+    sandbox: Sandbox, token: str | None
+) -> None:
+    headers = AUTH if token is None else {**AUTH, "X-CleverTap-Token": token}
+    trigger = {"to": {"identity": ["123"]}, "campaign_id_list": [1]}
+
+    response = sandbox.api("POST", "/2/send/externaltrigger.json", json=trigger, headers=headers)
+
+    assert response.status_code == 401
+    assert response.json() == {"status": "fail", "error": "Invalid Credentials", "code": 401}
+    assert sandbox.admin("GET", "triggers")["count"] == 0
+
+
+@pytest.mark.parametrize(
+    "campaign_ids", [[], list(range(1, 7)), "1", [True]], ids=["none", "six", "not a list", "bool"]
+)
+def test_multi_campaign_trigger_takes_1_to_5_campaign_ids(
+    sandbox: Sandbox, campaign_ids: object
+) -> None:
+    trigger = {"to": {"identity": ["123"]}, "campaign_id_list": campaign_ids}
+
+    response = sandbox.api(
+        "POST",
+        "/2/send/externaltrigger.json",
+        json=trigger,
+        headers={**AUTH, "X-CleverTap-Token": SANDBOX_CLEVERTAP_TOKEN},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["status"] == "fail"
 
 
 # --- /1/delete/profiles.json ----------------------------------------------------------------
@@ -252,6 +406,160 @@ def test_delete_by_guid_removes_the_profile(sandbox: Sandbox) -> None:
 )
 def test_invalid_delete_answers_400(sandbox: Sandbox, body: dict) -> None:
     assert sandbox.api("POST", "/1/delete/profiles.json", json=body).status_code == 400
+
+
+def test_delete_takes_up_to_100_values(sandbox: Sandbox) -> None:
+    sandbox.upload([profile_record(f"user-{n}", Name="A") for n in range(101)])
+
+    response = sandbox.api(
+        "POST", "/1/delete/profiles.json", json={"identity": [f"user-{n}" for n in range(100)]}
+    )
+
+    assert response.json() == {"status": "success"}
+    assert [profile["identity"] for profile in sandbox.admin("GET", "profiles")["profiles"]] == [
+        "user-100"
+    ]
+
+
+# --- /1/demerge/profiles.json ---------------------------------------------------------------
+
+
+def test_demerge_moves_an_identity_to_a_profile_of_its_own(sandbox: Sandbox) -> None:
+    sandbox.upload([profile_record("client-19827239", Email="abc@example.com", Name="A")])
+    merged = sandbox.profile("client-19827239")
+
+    response = sandbox.api(
+        "POST", "/1/demerge/profiles.json", json={"identities": ["abc@example.com"]}
+    )
+
+    assert response.json() == {"status": "success"}
+    kept = sandbox.profile("client-19827239")
+    split = sandbox.profile("abc@example.com")
+    assert kept["objectId"] == merged["objectId"]
+    assert kept["all_identities"] == ["client-19827239"]
+    assert kept["profileData"]["Name"] == "A"
+    assert split["objectId"] != merged["objectId"]
+    assert split["all_identities"] == ["abc@example.com"]
+
+
+def test_demerge_of_a_single_identity_profile_or_an_unknown_one_changes_nothing(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.upload([profile_record("user-1", Name="A")])
+
+    response = sandbox.api(
+        "POST", "/1/demerge/profiles.json", json={"identities": ["user-1", "nobody"]}
+    )
+
+    assert response.json() == {"status": "success"}
+    assert sandbox.admin("GET", "profiles")["count"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"identities": []}, {"identities": "a"}, {"identities": [str(n) for n in range(101)]}],
+    ids=["no identities", "empty", "not a list", "over 100"],
+)
+def test_invalid_demerge_answers_400(sandbox: Sandbox, body: dict) -> None:
+    response = sandbox.api("POST", "/1/demerge/profiles.json", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["status"] == "fail"
+
+
+# --- /1/disassociate ------------------------------------------------------------------------
+
+
+def test_disassociated_phone_goes_to_a_new_profile_on_the_next_upload(sandbox: Sandbox) -> None:
+    phone = "+919213231415"
+    sandbox.upload([profile_record(phone, Name="Previous owner")])
+    previous = sandbox.profile(phone)
+
+    response = sandbox.api(
+        "POST", "/1/disassociate", json={"d": [{"type": "phone", "value": phone}]}
+    )
+    sandbox.upload([profile_record(phone, Name="New owner")])
+
+    assert response.json() == {"status": "success", "processed": 1, "unprocessed": []}
+    current = sandbox.profile(phone)
+    assert current["objectId"] != previous["objectId"]
+    assert current["profileData"]["Name"] == "New owner"
+    assert sandbox.admin("GET", "profiles")["count"] == 2
+
+
+def test_disassociate_lists_the_entries_it_could_not_apply(sandbox: Sandbox) -> None:
+    entries = [
+        {"type": "phone", "value": "+919213231415"},
+        {"type": "email", "value": "a@example.com"},
+        {"type": "phone", "value": "9213231415"},
+    ]
+
+    answer = sandbox.api("POST", "/1/disassociate", json={"d": entries}).json()
+
+    assert answer["status"] == "partial" and answer["processed"] == 1
+    assert [entry["record"] for entry in answer["unprocessed"]] == entries[1:]
+    assert all(entry["status"] == "fail" for entry in answer["unprocessed"])
+
+
+@pytest.mark.parametrize("path", ["/1/disassociate", "/1/subscribe"])
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"d": {"type": "phone"}}, {"d": [{"type": "phone", "value": "+919213231415"}] * 1001}],
+    ids=["no d", "d not a list", "over 1000"],
+)
+def test_invalid_phone_list_request_answers_400(sandbox: Sandbox, path: str, body: dict) -> None:
+    response = sandbox.api("POST", path, json=body)
+
+    assert response.status_code == 400
+    assert response.json()["status"] == "fail"
+
+
+# --- /1/subscribe ---------------------------------------------------------------------------
+
+
+def test_subscribe_keeps_the_latest_status_of_each_phone_and_email(sandbox: Sandbox) -> None:
+    sandbox.upload([profile_record("+919213231415", **{"MSG-sms": True})])
+    first = [
+        {"type": "phone", "value": "+919213231415", "status": "Unsubscribe"},
+        {"type": "email", "value": "a@example.com", "status": "Unsubscribe"},
+    ]
+    then = [{"type": "phone", "value": "+919213231415", "status": "Resubscribe"}]
+
+    answers = [sandbox.api("POST", "/1/subscribe", json={"d": d}).json() for d in (first, then)]
+
+    assert [answer["status"] for answer in answers] == ["success", "success"]
+    listed = sandbox.admin("GET", "subscriptions")["subscriptions"]
+    assert [(entry["type"], entry["value"], entry["status"]) for entry in listed] == [
+        ("email", "a@example.com", "Unsubscribe"),
+        ("phone", "+919213231415", "Resubscribe"),
+    ]
+    # The subscribe API is account-wide; a profile's own MSG-* flags are left as they were.
+    assert sandbox.profile("+919213231415")["profileData"]["MSG-sms"] is True
+
+
+def test_subscribe_lists_the_entries_it_could_not_apply(sandbox: Sandbox) -> None:
+    entries = [
+        {"type": "email", "value": "a@example.com", "status": "Unsubscribe"},
+        {"type": "email", "value": "a@example.com", "status": "Maybe"},
+        {"type": "push", "value": "token", "status": "Unsubscribe"},
+        {"type": "phone", "value": "9213231415", "status": "Unsubscribe"},
+    ]
+
+    answer = sandbox.api("POST", "/1/subscribe", json={"d": entries}).json()
+
+    assert answer["status"] == "partial" and answer["processed"] == 1
+    assert [entry["record"] for entry in answer["unprocessed"]] == entries[1:]
+    assert sandbox.admin("GET", "subscriptions")["count"] == 1
+
+
+# --- request-level errors -------------------------------------------------------------------
+
+
+def test_wrong_method_answers_405_in_the_fail_envelope(sandbox: Sandbox) -> None:
+    response = sandbox.api("GET", "/1/upload")
+
+    assert response.status_code == 405
+    assert response.json() == {"status": "fail", "error": "Method Not Allowed", "code": 405}
 
 
 def test_unknown_api_path_answers_404_in_the_fail_envelope(sandbox: Sandbox) -> None:

@@ -7,7 +7,8 @@ emulator itself is bound (127.0.0.1 by default).
 - `GET /__sandbox/events` (`?identity=`, `?name=`)
 - `GET /__sandbox/requests` (`?path=`, `?limit=`, `?body=0`): the raw request log, secrets
   redacted from the headers
-- `GET /__sandbox/triggers`: external-trigger requests received
+- `GET /__sandbox/triggers`: external-trigger requests received, one entry per campaign
+- `GET /__sandbox/subscriptions`: phone numbers and emails set to Unsubscribe or Resubscribe
 - `GET|POST|DELETE /__sandbox/faults`: read, change or clear injected faults
 - `POST /__sandbox/reset`: empty account, no faults, no log, counters at zero
 - `GET /__sandbox/stats`: requests by endpoint, answers by status, records received
@@ -68,6 +69,10 @@ def admin_routes(state: EmulatorState) -> list[Route]:
         found = state.store.triggers()
         return JSONResponse({"count": len(found), "triggers": found})
 
+    async def subscriptions(request: Request) -> JSONResponse:
+        found = state.store.subscriptions()
+        return JSONResponse({"count": len(found), "subscriptions": found})
+
     async def faults(request: Request) -> JSONResponse:
         if request.method == "GET":
             return JSONResponse(state.faults.snapshot())
@@ -92,6 +97,7 @@ def admin_routes(state: EmulatorState) -> list[Route]:
         Route(f"{ADMIN_PREFIX}/events", events, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/requests", requests_log, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/triggers", triggers, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/subscriptions", subscriptions, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route(f"{ADMIN_PREFIX}/reset", reset, methods=["POST"]),
         Route(f"{ADMIN_PREFIX}/stats", stats, methods=["GET"]),

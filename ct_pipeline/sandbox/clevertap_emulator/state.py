@@ -20,14 +20,29 @@ REDACTED = "[redacted]"
 SECRET_HEADER_PARTS = ("passcode", "token", "authorization", "cookie", "secret")
 ACCOUNT_ID_HEADER = "x-clevertap-account-id"
 PASSCODE_HEADER = "x-clevertap-passcode"
+TOKEN_HEADER = "x-clevertap-token"
+# Common API Components: one API host per region. Europe's is api.clevertap.com, which
+# CleverTap's Node client and its External Trigger page call eu1.api.clevertap.com; sk1 (South
+# Korea) is used by peers and CleverTap's Go uploader but is absent from the current table.
+API_DOMAIN = "api.clevertap.com"
+REGION_API_HOSTS: dict[str, frozenset[str]] = {
+    **{
+        region: frozenset({f"{region}.{API_DOMAIN}"})
+        for region in ("in1", "sg1", "us1", "aps3", "mec1", "sk1")
+    },
+    "eu1": frozenset({API_DOMAIN, f"eu1.{API_DOMAIN}"}),
+}
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The account and limits an emulator instance enforces."""
+    """The account and limits an emulator instance enforces; `api_hosts` are the host names of
+    the account's region, or None to answer on any host."""
 
     account_id: str
     passcode: str
+    token: str
+    api_hosts: frozenset[str] | None
     max_concurrent_uploads: int
     max_concurrent_other: int
     max_records: int
@@ -182,13 +197,27 @@ class EmulatorState:
         self._other_gates: dict[str, ConcurrencyGate] = {}
         self._gates_lock = threading.Lock()
 
-    def authorised(self, headers: Mapping[str, str]) -> bool:
-        """Whether the request carries this account's id and passcode."""
-        account_id = headers.get(ACCOUNT_ID_HEADER, "").encode()
-        passcode = headers.get(PASSCODE_HEADER, "").encode()
-        account_ok = hmac.compare_digest(account_id, self.settings.account_id.encode())
-        passcode_ok = hmac.compare_digest(passcode, self.settings.passcode.encode())
-        return account_ok and passcode_ok
+    def authorised(self, headers: Mapping[str, str], *, with_token: bool = False) -> bool:
+        """Whether the request carries this account's id and passcode (and its token, for the
+        APIs that also need `X-CleverTap-Token`)."""
+        expected = {
+            ACCOUNT_ID_HEADER: self.settings.account_id,
+            PASSCODE_HEADER: self.settings.passcode,
+        }
+        if with_token:
+            expected[TOKEN_HEADER] = self.settings.token
+        # Every header is compared, so the time taken says nothing about which one was wrong.
+        matches = [
+            hmac.compare_digest(headers.get(name, "").encode(), value.encode())
+            for name, value in expected.items()
+        ]
+        return all(matches)
+
+    def serves_host(self, host: str | None) -> bool:
+        """Whether a request addressed to `host` reaches this account's region (any host does
+        when the emulator was given no region)."""
+        hosts = self.settings.api_hosts
+        return hosts is None or (host or "").lower() in hosts
 
     def gate(self, path: str, *, is_upload: bool) -> ConcurrencyGate:
         """The concurrency gate of an endpoint: one for uploads, one per other API."""
@@ -228,3 +257,14 @@ def redact(headers: Mapping[str, str]) -> dict[str, str]:
         name: REDACTED if any(part in name.lower() for part in SECRET_HEADER_PARTS) else value
         for name, value in headers.items()
     }
+
+
+def region_api_hosts(region: str | None) -> frozenset[str] | None:
+    """The API host names of a CleverTap region, or None for no region."""
+    if region is None:
+        return None
+    if region not in REGION_API_HOSTS:
+        raise ValueError(
+            f"region {region!r} is not a CleverTap region; use one of {', '.join(REGION_API_HOSTS)}"
+        )
+    return REGION_API_HOSTS[region]

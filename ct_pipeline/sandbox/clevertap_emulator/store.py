@@ -5,6 +5,9 @@ APIs): an upload for an identity nobody has creates a profile with a new objectI
 properties merge into the existing profile; `$D_<epoch>` strings become dates; `$add` and
 `$remove` edit multi-value properties; `Email` and an `identity` inside profileData become
 further identities of the profile; events append to the profile, creating it when needed.
+Demerge moves identities to profiles of their own, disassociate detaches a phone identity, and
+subscribe keeps an account-wide list of unsubscribed phone numbers and emails (it does not touch
+any profile's `MSG-*` flags, as CleverTap's subscribe-api page says).
 
 Two choices where CleverTap documents nothing: a null property value is ignored (CleverTap's
 SDKs drop nulls), and an identity or Email already held by another profile stays with that
@@ -65,11 +68,22 @@ class Profile:
         self.updated_at = now
 
 
+@dataclass(frozen=True)
+class CursorSections:
+    """What each record of a download carries, per the `profile`, `app` and `events` URL flags:
+    the profile's properties, its platformInfo (app fields) and its event summary."""
+
+    profile: bool
+    app: bool
+    events: bool
+
+
 @dataclass
 class _CursorSource:
     kind: str  # "profiles" | "events"
     items: list
     batch_size: int
+    sections: CursorSections
 
 
 class AccountStore:
@@ -151,6 +165,51 @@ class AccountStore:
                 self._events = [event for event in self._events if event["objectId"] not in gone]
             return len(doomed)
 
+    def demerge(self, identities: list[str], now: int) -> int:
+        """Move each identity off a profile that holds others too, onto a new profile of its
+        own; return how many moved. The new profile starts empty (docs: event data may be lost).
+        """
+        moved = 0
+        with self._lock:
+            for identity in identities:
+                profile = self._by_identity.get(identity)
+                if profile is None or len(profile.identities) < 2:
+                    continue
+                profile.identities.remove(identity)
+                profile.updated_at = now
+                del self._by_identity[identity]
+                self._attach(self._create(None, now), identity)
+                moved += 1
+        return moved
+
+    def disassociate(self, identity: str, now: int) -> bool:
+        """Detach an identity (a phone number) from its profile, so that the next upload for
+        it creates a new profile; False when no profile holds it."""
+        with self._lock:
+            profile = self._by_identity.pop(identity, None)
+            if profile is None:
+                return False
+            profile.identities.remove(identity)
+            profile.updated_at = now
+            return True
+
+    def set_subscription(self, kind: str, value: str, status: str, now: int) -> None:
+        """Record an account-wide Unsubscribe or Resubscribe of a phone number or email."""
+        with self._lock:
+            # Popped first so that the dict keeps the changes in the order they came.
+            self._subscriptions.pop((kind, value), None)
+            self._subscriptions[(kind, value)] = {
+                "type": kind,
+                "value": value,
+                "status": status,
+                "updated_at": now,
+            }
+
+    def subscriptions(self) -> list[dict]:
+        """The subscription statuses set through `/1/subscribe`, oldest change first."""
+        with self._lock:
+            return [dict(entry) for entry in self._subscriptions.values()]
+
     def record_trigger(self, trigger: dict, now: int) -> dict:
         """Keep an accepted external-trigger request, with how many of its targets exist."""
         with self._lock:
@@ -178,7 +237,7 @@ class AccountStore:
                 "triggers": len(self._triggers),
             }
 
-    def open_cursor(self, kind: str, query: dict, batch_size: int) -> str:
+    def open_cursor(self, kind: str, query: dict, batch_size: int, sections: CursorSections) -> str:
         """Snapshot what `query` selects and return a cursor to its first page."""
         event_name = query.get("event_name")
         day_from, day_to = _day_bounds(query)
@@ -200,7 +259,7 @@ class AccountStore:
                         for event in profile.events or ()
                     )
                 ]
-            return self._new_cursor(_CursorSource(kind, items, batch_size), 0)
+            return self._new_cursor(_CursorSource(kind, items, batch_size, sections), 0)
 
     def page(self, cursor: str) -> dict | None:
         """The page a cursor points at, in CleverTap's shape; None for an unknown cursor."""
@@ -214,11 +273,16 @@ class AccountStore:
             answer: dict = {
                 "status": "success",
                 "previous_cursor": cursor,
-                "records": [render(item) for item in chunk],
+                "records": [render(item, source.sections) for item in chunk],
             }
             if offset + source.batch_size < len(source.items):
                 answer["next_cursor"] = self._new_cursor(source, offset + source.batch_size)
             return answer
+
+    def knows_cursor(self, cursor: str) -> bool:
+        """Whether `cursor` is open."""
+        with self._lock:
+            return cursor in self._cursors
 
     def _find(
         self, *, identity: str | None, email: str | None, object_id: str | None
@@ -233,6 +297,7 @@ class AccountStore:
         self._by_identity: dict[str, Profile] = {}
         self._events: list[dict] = []
         self._triggers: list[dict] = []
+        self._subscriptions: dict[tuple[str, str], dict] = {}
         self._cursors: OrderedDict[str, tuple[_CursorSource, int]] = OrderedDict()
         self._object_id_prefix = secrets.token_hex(10)
         self._object_id_counter = itertools.count()
@@ -365,18 +430,20 @@ class AccountStore:
             self._cursors.popitem(last=False)
         return token
 
-    def _export_event(self, event: dict) -> dict:
-        profile = self._by_object_id.get(event["objectId"])
-        profile_part: dict = {"objectId": event["objectId"], "identity": event["identity"]}
-        if profile is not None:
-            profile_part["email"] = profile.data.get("Email")
-            profile_part["profileData"] = _rendered_data(profile)
-        return {
-            "profile": profile_part,
+    def _export_event(self, event: dict, sections: CursorSections) -> dict:
+        record: dict = {
             "ts": int(datetime.fromtimestamp(event["ts"], UTC).strftime("%Y%m%d%H%M%S")),
             "event_props": dict(event["evtData"]),
             "session_props": {},
         }
+        if not sections.profile:
+            return record
+        profile = self._by_object_id.get(event["objectId"])
+        profile_part: dict = {"objectId": event["objectId"], "identity": event["identity"]}
+        if profile is not None:
+            profile_part["email"] = profile.data.get("Email")
+            profile_part |= _profile_sections(profile, sections)
+        return {"profile": profile_part, **record}
 
 
 def _custom_key_overflow(profile: Profile, profile_data: dict) -> Rejection | None:
@@ -458,13 +525,23 @@ def _lookup_record(profile: Profile) -> dict:
     return record
 
 
-def _export_record(profile: Profile) -> dict:
+def _export_record(profile: Profile, sections: CursorSections) -> dict:
     return {
         "identity": _primary(profile),
         "all_identities": list(profile.identities),
-        "profileData": _rendered_data(profile),
-        "platformInfo": _platform_info(profile),
+        **_profile_sections(profile, sections),
     }
+
+
+def _profile_sections(profile: Profile, sections: CursorSections) -> dict:
+    parts: dict = {}
+    if sections.profile:
+        parts["profileData"] = _rendered_data(profile)
+    if sections.app:
+        parts["platformInfo"] = _platform_info(profile)
+    if sections.events:
+        parts["events"] = _event_summary(profile)
+    return parts
 
 
 def _admin_view(profile: Profile) -> dict:

@@ -66,12 +66,12 @@ STANDARD_PROFILE_KEYS = frozenset(
 RESERVED_PROPERTY_KEYS = frozenset(
     {"objectId", "FBID", "GPID", "type", "ts", "evtName", "evtData", "profileData", "tokenData"}
 )
-# System events an API caller may not raise (code 513). "Web Page Viewed" is the one seen
-# rejected in production (rudder-server sample); the rest are CleverTap's system event names.
+# System events an API caller may not raise (code 513), matched ignoring case. "Web Page Viewed"
+# is the one seen rejected in production (rudder-server sample); the rest are the names
+# CleverTap's Android SDK refuses (clevertap-android-sdk ValidationConfig).
 RESTRICTED_EVENT_NAMES = frozenset(
     {
         "App Launched",
-        "App Installed",
         "App Uninstalled",
         "Notification Sent",
         "Notification Viewed",
@@ -79,12 +79,17 @@ RESTRICTED_EVENT_NAMES = frozenset(
         "Notification Bounced",
         "UTM Visited",
         "Stayed",
-        "Web Page Viewed",
         "Geocluster Entered",
         "Geocluster Exited",
+        "SCOutgoing",
+        "SCIncoming",
+        "SCEnd",
+        "SCCampaignOptOut",
         "wzrk_d",
+        "Web Page Viewed",
     }
 )
+RESTRICTED_EVENT_NAMES_FOLDED = frozenset(name.casefold() for name in RESTRICTED_EVENT_NAMES)
 TOKEN_TYPES = frozenset({"fcm", "apns", "gcm", "wns", "mpns", "chrome"})
 CHARGED_EVENT = "Charged"
 CHARGED_ITEMS_KEY = "Items"
@@ -95,7 +100,7 @@ EDUCATION_LEVELS = frozenset({"School", "College", "Graduate"})
 MAX_AGE = 150
 
 E164_PHONE = re.compile(r"\+[1-9][0-9]{6,14}")
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 OBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 DATE_DIGITS = re.compile(r"-?[0-9]{1,11}")
 
@@ -179,7 +184,7 @@ class RecordValidator:
         name = record.get("evtName")
         if not isinstance(name, str) or not name.strip():
             return Rejection(509)
-        if name in RESTRICTED_EVENT_NAMES:
+        if name.casefold() in RESTRICTED_EVENT_NAMES_FOLDED:
             return Rejection(513)
         if name in self.discarded_events:
             return Rejection(528)
@@ -205,7 +210,7 @@ class RecordValidator:
 
 
 def _check_identity(record: dict) -> Rejection | None:
-    present = [key for key in IDENTITY_KEYS if record.get(key) not in (None, "")]
+    present = [key for key in IDENTITY_KEYS if _given(record.get(key))]
     if not present:
         return Rejection(523)
     for key in present:
@@ -216,6 +221,11 @@ def _check_identity(record: dict) -> Rejection | None:
         elif isinstance(value, bool) or not isinstance(value, str | int):
             return Rejection(523, f"{key} must be a string or a number")
     return None
+
+
+def _given(value: object) -> bool:
+    # A blank string names nobody: it counts as no identity at all.
+    return value is not None and not (isinstance(value, str) and not value.strip())
 
 
 def _check_timestamp(record: dict) -> Rejection | None:
@@ -252,7 +262,12 @@ def _check_profile(record: dict) -> Rejection | None:
 def _plainly_valid(key: str, value: object) -> bool:
     # The common case, decided without encoding anything: a short ordinary key with a number,
     # a boolean or a short string that is not a date. Anything else takes the full checks.
-    if not 0 < len(key) <= SHORT_KEY_CHARS or key[0] == "$" or key in RESERVED_PROPERTY_KEYS:
+    if (
+        not 0 < len(key) <= SHORT_KEY_CHARS
+        or key[0] == "$"
+        or key in RESERVED_PROPERTY_KEYS
+        or key.isspace()
+    ):
         return False
     kind = value.__class__
     if kind is str:
@@ -270,8 +285,8 @@ def too_many_custom_keys(count: int) -> Rejection:
 
 
 def _check_key(key: str, *, character_limit: bool) -> Rejection | None:
-    if not key or key.startswith("$") or key in RESERVED_PROPERTY_KEYS:
-        return Rejection(512, f"property key '{key[:MAX_KEY_BYTES]}' is reserved or empty")
+    if not key.strip() or key.startswith("$") or key in RESERVED_PROPERTY_KEYS:
+        return Rejection(512, f"property key '{key[:MAX_KEY_BYTES]}' is reserved or blank")
     too_long = len(key) > MAX_KEY_BYTES if character_limit else _longer_than(key, MAX_KEY_BYTES)
     if too_long:
         return Rejection(512, f"property key '{key[:40]}...' is longer than {MAX_KEY_BYTES}")
@@ -364,7 +379,7 @@ def _check_age(value: object) -> Rejection | None:
 
 def _check_identity_property(value: object) -> Rejection | None:
     if isinstance(value, str) and value or isinstance(value, int) and not isinstance(value, bool):
-        return None
+        return _check_scalar("identity", value)
     return Rejection(523, "profileData identity must be a non-empty string or a number")
 
 
