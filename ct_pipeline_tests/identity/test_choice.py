@@ -57,6 +57,12 @@ def test_role_account_email_is_not_an_identity() -> None:
     assert chosen.loc[0, "no_identity_reason"] == "risky_email_only"
 
 
+def test_disposable_email_is_not_an_identity_with_the_packaged_list() -> None:
+    chosen = choose_identity(records(Mobile=[None], Phone=[None], Email=["rohan.k@mailinator.com"]))
+    assert pd.isna(chosen.loc[0, "identity"])
+    assert chosen.loc[0, "no_identity_reason"] == "risky_email_only"
+
+
 @pytest.mark.parametrize(
     ("mobile", "email", "reason"),
     [
