@@ -18,7 +18,7 @@ import pandas as pd
 import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
-from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from ct_pipeline.identity import _international, _phone_fast_path
 from ct_pipeline.identity._text import as_text
@@ -283,14 +283,11 @@ def _library_outcome(value: str, region: str) -> _LibraryOutcome:
     risk = _PLACEHOLDER_CODE if checked in _PLACEHOLDER_SET else _NO_CODE
     # Every digit is in the national number: no '+', international, country or trunk prefix.
     written_as_national = digits == national
-    # number_type and is_valid_number look the number up in the same metadata, and a number
-    # of UNKNOWN type is never valid: asking for the type first spares invalid numbers a second
-    # look-up.
-    library_type = phonenumbers.number_type(number)
-    if library_type == PhoneNumberType.UNKNOWN or not phonenumbers.is_valid_number(number):
+    if not phonenumbers.is_valid_number(number):
         return _LibraryOutcome(None, _TYPE_CODE[INVALID], risk, national, written_as_national)
 
-    type_code = _TYPE_CODE[_LIBRARY_TYPE_NAMES.get(library_type, OTHER)]
+    type_name = _LIBRARY_TYPE_NAMES.get(phonenumbers.number_type(number), OTHER)
+    type_code = _TYPE_CODE[type_name]
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     if risk == _NO_CODE and number.extension:
         risk = PHONE_RISKS.index(EXTENSION_DROPPED)
