@@ -203,19 +203,37 @@ def _identity(identity: dict[int, dict[str, Any]]) -> list[str]:
         return []
     result = next(iter(identity.values()))
     phones, groups = result.get("phones", {}), result.get("duplicate_groups", {})
+    foreign = result.get("phones_foreign_heavy", {})
     return [
         "",
         "## Identity (1,000,000 rows)",
         "",
+        "Phones are the Mobile and Phone fields together. Timings are medians; on a shared",
+        "machine (see the load average) the wall clock also counts other processes' turns,",
+        "and the CPU figures are what this process spent.",
+        "",
         "| figure | value |",
         "|---|---:|",
         f"| phones normalised per second | {_n(phones.get('normalize_phones_rows_per_s'))} |",
+        f"| the same per CPU second | {_n(phones.get('normalize_phones_rows_per_cpu_s'))} |",
+        f"| first call in a new process, per second | {_n(phones.get('cold_rows_per_s'))} |",
+        f"| the same per CPU second | {_n(_per(phones, 'rows', 'cold_first_call_cpu_s'))} |",
         f"| `phonenumbers` loop per second | {_n(phones.get('phonenumbers_loop_rows_per_s'))} |",
         f"| ratio | {_n(phones.get('speed_ratio'))} |",
+        f"| ratio, first call | {_n(phones.get('speed_ratio_cold'))} |",
         f"| answers differing from the library | {_n(phones.get('e164_mismatches_with_loop'))} |",
+        f"| random countries, first call: loop CPU / ours | {_n(foreign.get('cold_ratio'))} |",
         f"| duplicate grouping, s | {_n(groups.get('s'))} |",
+        f"| duplicate grouping, CPU s | {_n(groups.get('cpu_s'))} |",
         f"| load average | {_n(result.get('machine', {}).get('load_average_1m'))} |",
     ]
+
+
+def _per(figures: dict[str, Any], count: str, seconds: str) -> float | None:
+    """`figures[count] / figures[seconds]`, rounded, when both are there."""
+    if not figures.get(count) or not figures.get(seconds):
+        return None
+    return float(round(figures[count] / figures[seconds]))
 
 
 def _machines(results: dict[str, dict[int, dict[str, Any]]]) -> list[str]:

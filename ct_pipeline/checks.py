@@ -35,9 +35,10 @@ E164_PATTERN = r"^\+[1-9]\d{6,14}$"
     asset=zoho_contacts,
     blocking=True,
     description=(
-        "Every Zoho field the profile mappings read is a column of zoho_contacts. A field "
-        "renamed or removed in Zoho fails here, naming the field, instead of silently pushing "
-        "empty properties."
+        "Every Zoho field the profile mappings and identity.phone_fields and email_fields "
+        "read is a column of zoho_contacts. A field renamed or removed in Zoho fails "
+        "here, naming the field, instead of silently pushing empty properties or leaving "
+        "people without an identity."
     ),
 )
 def mapped_fields_present(
@@ -45,11 +46,16 @@ def mapped_fields_present(
 ) -> dg.AssetCheckResult:
     config = sync_config.load()
     columns = set(warehouse.read_sql(f"SELECT * FROM {TABLES['Contacts']} WHERE 1 = 0").columns)
-    missing = [m.zoho for m in config.profile.mappings if m.zoho not in columns]
+    identity = config.identity
+    read = [m.zoho for m in config.profile.mappings]
+    read += [f for f in (*identity.phone_fields, *identity.email_fields) if f not in read]
+    missing = [field for field in read if field not in columns]
     return dg.AssetCheckResult(
         passed=not missing,
         description=(
-            f"mapped fields missing from zoho_contacts: {', '.join(missing)}" if missing else None
+            f"mapped or identity fields missing from zoho_contacts: {', '.join(missing)}"
+            if missing
+            else None
         ),
         metadata={"mapped fields": len(config.profile.mappings), "missing": ", ".join(missing)},
     )

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 import string
 from importlib import resources
 from pathlib import Path
@@ -29,6 +30,15 @@ CLEVERTAP_MAX_CONCURRENCY = 15
 
 ZohoModule = Literal["Contacts", "Leads", "Deals", "Cases"]
 IdentityKind = Literal["phone", "email"]
+PersonModule = Literal["Contacts", "Leads"]
+# What decides a duplicate group's canonical record (ct_pipeline.identity.groups.CANONICAL_KEYS).
+CanonicalKey = Literal["module", "deals", "modified"]
+# A Zoho field's API name (what the API and the warehouse columns use).
+ZOHO_API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
+# Contacts' own phone and email fields: always read, normalised and used to link duplicates,
+# whichever of them (and of any other field) the identity is chosen from.
+STANDARD_PHONE_FIELDS = ("Mobile", "Phone")
+STANDARD_EMAIL_FIELDS = ("Email", "Secondary_Email")
 MappingType = Literal["string", "number", "integer", "boolean", "date"]
 
 
@@ -68,13 +78,38 @@ class IdentitySettings(_Section):
     mobile_only: bool = True
     max_records_per_value: Annotated[int, Field(ge=2)] = 5
     max_group_size: Annotated[int, Field(ge=2)] = 10
+    # A duplicate group's canonical record: the first by these keys in turn (module: earlier in
+    # module_priority; deals: with deals; modified: most recently modified), then the smallest
+    # Zoho id.
+    canonical_order: Annotated[list[CanonicalKey], Field(max_length=3)] = [
+        "module",
+        "deals",
+        "modified",
+    ]
+    module_priority: Annotated[list[PersonModule], Field(min_length=1, max_length=2)] = [
+        "Contacts",
+        "Leads",
+    ]
 
-    @field_validator("order")
+    @field_validator("order", "canonical_order", "module_priority")
     @classmethod
-    def _no_repeats(cls, order: list[str]) -> list[str]:
-        if len(set(order)) != len(order):
-            raise ValueError("lists an identity kind twice")
-        return order
+    def _no_repeats(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise ValueError("lists a value twice")
+        return values
+
+    @field_validator("phone_fields", "email_fields")
+    @classmethod
+    def _api_names(cls, fields: list[str]) -> list[str]:
+        for field in fields:
+            if not ZOHO_API_NAME.fullmatch(field):
+                raise ValueError(
+                    f"{field!r} is not a Zoho API name; use the field's API name (letters, "
+                    "digits and underscores, as in Home_Phone)"
+                )
+        if len(set(fields)) != len(fields):
+            raise ValueError("lists a field twice")
+        return fields
 
     @model_validator(mode="after")
     def _fields_for_each_kind(self) -> IdentitySettings:
@@ -82,7 +117,44 @@ class IdentitySettings(_Section):
             raise ValueError("phone_fields is empty but order uses phone")
         if "email" in self.order and not self.email_fields:
             raise ValueError("email_fields is empty but order uses email")
+        phones = {*STANDARD_PHONE_FIELDS, *self.phone_fields}
+        emails = {*STANDARD_EMAIL_FIELDS, *self.email_fields}
+        both = sorted(phones & emails)
+        if both:
+            raise ValueError(
+                f"phone_fields and email_fields: {', '.join(both)} cannot be both a phone and "
+                "an email field; list each field in one of them"
+            )
+        columns: dict[str, str] = {}
+        for field, kind in self.linked_fields().items():
+            column = identity_column(field, kind)
+            if column in columns:
+                raise ValueError(
+                    f"{kind}_fields: {columns[column]} and {field} would both be stored as "
+                    f"column {column} of contact_identities; list only one of them"
+                )
+            columns[column] = field
         return self
+
+    def linked_fields(self) -> dict[str, IdentityKind]:
+        """Every person field read, normalised and used to link duplicates, with its kind:
+        Contacts' own phone and email fields, then the configured ones."""
+        fields: dict[str, IdentityKind] = {}
+        for field in (*STANDARD_PHONE_FIELDS, *self.phone_fields):
+            fields[field] = "phone"
+        for field in (*STANDARD_EMAIL_FIELDS, *self.email_fields):
+            fields[field] = "email"
+        return fields
+
+
+def identity_column(field: str, kind: IdentityKind) -> str:
+    """The contact_identities column that holds a person field's normalised value: the field
+    lower-cased with `_e164` for a phone field (mobile_e164), lower-cased for an email field
+    whose name ends in email (email, secondary_email), and with `_email` for another."""
+    name = field.lower()
+    if kind == "phone":
+        return f"{name}_e164"
+    return name if name.endswith("email") else f"{name}_email"
 
 
 class FieldMapping(_Section):
@@ -259,6 +331,27 @@ class SyncConfig(_Section):
     clevertap: CleverTapSettings = CleverTapSettings()
     quality: QualitySettings = QualitySettings()
     writeback: WritebackSettings = WritebackSettings()
+
+    @model_validator(mode="after")
+    def _contacts_canonical_unless_leads_are_profiles(self) -> SyncConfig:
+        # Leads never have deals (deals belong to Contacts), so only `module` can put a
+        # Contact ahead of a Lead that is more recently modified or has the smaller id.
+        if self.zoho.profiles_from_leads:
+            return self
+        order = self.identity.canonical_order
+        if self.identity.module_priority[0] != "Contacts":
+            key = "identity.module_priority"
+        elif "module" not in order or (
+            "modified" in order and order.index("modified") < order.index("module")
+        ):
+            key = "identity.canonical_order"
+        else:
+            return self
+        raise ValueError(
+            f"{key}: with zoho.profiles_from_leads false a Lead must not be a duplicate "
+            "group's canonical record, or nobody in its group would be pushed; keep Contacts "
+            "first in module_priority and module before modified in canonical_order"
+        )
 
     @model_validator(mode="after")
     def _writeback_fields_not_synced_forward(self) -> SyncConfig:

@@ -8,7 +8,15 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from ct_pipeline.config import SyncConfig, SyncConfigError, load_sync_config, parse_sync_config
+from ct_pipeline.config import (
+    IdentitySettings,
+    SyncConfig,
+    SyncConfigError,
+    identity_column,
+    load_sync_config,
+    parse_sync_config,
+)
+from ct_pipeline.identity.groups import CANONICAL_KEYS
 
 
 def every_setting(model: type[BaseModel] = SyncConfig, prefix: tuple[str, ...] = ()):
@@ -71,6 +79,17 @@ def test_an_empty_file_means_every_default():
         ("identity: {order: []}", "identity.order"),
         ("identity: {default_region: india}", "identity.default_region"),
         ("identity: {order: [email], email_fields: []}", "identity"),
+        ("identity: {phone_fields: ['Home Phone']}", "identity.phone_fields"),
+        ("identity: {phone_fields: [Mobile, Mobile]}", "identity.phone_fields"),
+        ("identity: {email_fields: [Work, Work_Email]}", "email_fields: Work and Work_Email"),
+        ("identity: {phone_fields: [Email]}", "phone_fields and email_fields: Email"),
+        ("identity: {canonical_order: [age]}", "identity.canonical_order.0"),
+        ("identity: {canonical_order: [deals, deals]}", "identity.canonical_order"),
+        ("identity: {module_priority: [Accounts]}", "identity.module_priority.0"),
+        ("identity: {module_priority: []}", "identity.module_priority"),
+        ("identity: {module_priority: [Leads, Contacts]}", "identity.module_priority: with"),
+        ("identity: {canonical_order: [modified, module]}", "identity.canonical_order: with"),
+        ("identity: {canonical_order: [deals]}", "identity.canonical_order: with"),
         ("zoho: {modules: [Leads]}", "zoho.modules"),
         ("zoho: {modules: [Contacts, Accounts]}", "zoho.modules.1"),
         ("profile: {mappings: [{zoho: A, clevertap: X}, {zoho: B, clevertap: X}]}", "profile"),
@@ -113,6 +132,44 @@ def test_a_misspelt_key_in_every_section_fails_naming_it(section: str):
 
     with pytest.raises(SyncConfigError, match=re.escape(f"{section}.colour: is not")):
         parse_sync_config(yaml.safe_dump(document))
+
+
+def test_identity_fields_beyond_mobile_and_phone_are_read_and_linked():
+    settings = parse_sync_config(
+        "identity: {phone_fields: [Home_Phone, Mobile], email_fields: [Work_Email]}"
+    ).identity
+
+    assert settings.linked_fields() == {
+        "Mobile": "phone",
+        "Phone": "phone",
+        "Home_Phone": "phone",
+        "Email": "email",
+        "Secondary_Email": "email",
+        "Work_Email": "email",
+    }
+    assert [identity_column(field, kind) for field, kind in settings.linked_fields().items()] == [
+        "mobile_e164",
+        "phone_e164",
+        "home_phone_e164",
+        "email",
+        "secondary_email",
+        "work_email",
+    ]
+
+
+def test_a_lead_may_come_first_when_leads_become_profiles():
+    config = parse_sync_config(
+        "zoho: {profiles_from_leads: true}\n"
+        "identity: {canonical_order: [modified], module_priority: [Leads, Contacts]}"
+    )
+    assert config.identity.canonical_order == ["modified"]
+    assert parse_sync_config("identity: {canonical_order: [deals, module]}").identity
+
+
+def test_the_canonical_keys_are_the_duplicate_groupings():
+    literal = IdentitySettings.model_fields["canonical_order"].annotation.__args__[0]
+    assert set(literal.__args__) == set(CANONICAL_KEYS)
+    assert tuple(IdentitySettings().canonical_order) == CANONICAL_KEYS
 
 
 def test_a_literal_error_lists_the_allowed_values():

@@ -11,7 +11,7 @@ import pandas as pd
 from ct_pipeline.assets import incremental, schemas
 from ct_pipeline.assets.common import OWNERS, WAREHOUSE_KIND, warehouse_table_metadata
 from ct_pipeline.assets.zoho import TABLES, zoho_cases, zoho_contacts, zoho_deals, zoho_leads
-from ct_pipeline.config import IdentitySettings, SyncConfig, SyncConfigResource
+from ct_pipeline.config import IdentitySettings, SyncConfig, SyncConfigResource, identity_column
 from ct_pipeline.identity import (
     DuplicateGroups,
     GroupingOptions,
@@ -38,8 +38,6 @@ PREVIOUS_TABLE = "contact_identities_previous"
 SCOPE_TABLE = "derivation_scope"
 # profile_attributes' table (named here: segments imports this module).
 PROFILE_TABLE = "profile_attributes"
-# Looked up by value and by group in incremental runs.
-IDENTITY_INDEXES = [["zoho_id"], *([column] for column in incremental.LINK_COLUMNS)]
 MEMBER_INDEXES = [["zoho_id"], ["group_id"], ["canonical_identity"]]
 
 # `duplicate_profiles.status`: what happens to the person a record belongs to.
@@ -48,16 +46,8 @@ NO_IDENTITY = "no_identity"
 GROUP_TOO_LARGE = "duplicate_group_too_large"
 IDENTITY_COLLISION = "identity_collision"
 
-PERSON_COLUMNS = ["Mobile", "Phone", "Email", "Secondary_Email"]
-# What the duplicate grouping reads of contact_identities.
-GROUPING_COLUMNS = [
-    "module",
-    "zoho_id",
-    "modified_time",
-    "deal_count",
-    "identity",
-    *incremental.LINK_COLUMNS,
-]
+# What the duplicate grouping reads of contact_identities, besides the link columns.
+GROUPING_COLUMNS = ["module", "zoho_id", "modified_time", "deal_count", "identity"]
 
 
 @dg.asset(
@@ -86,11 +76,12 @@ def contact_identities(
         context, warehouse, queued, [IDENTITIES_TABLE, *downstream], config
     )
     if everything:
-        identities = identify(person_records(warehouse), config)
+        identities = identify(person_records(warehouse, config.identity), config)
         with warehouse.transaction() as tx:
             tx.replace_table(IDENTITIES_TABLE, identities, key=["module", "zoho_id"])
-            for columns in IDENTITY_INDEXES:
-                tx.create_index(IDENTITIES_TABLE, columns)
+            # Looked up by value in incremental runs.
+            for column in ("zoho_id", *link_columns(config.identity).all):
+                tx.create_index(IDENTITIES_TABLE, [column])
             # Until the last derivation asset finished, later runs derive everything too.
             request_full_derivation(tx, [PERSON_CHANGES])
             incremental.record_mode(tx, context.run.run_id, everything=True, config=config)
@@ -125,7 +116,7 @@ def _identify_queued(
 ) -> pd.DataFrame:
     """Identities of the queued records only; their rows before are kept for the grouping."""
     keys = incremental.keys_of(queued)
-    identities = identify(person_records(warehouse, keys), config)
+    identities = identify(person_records(warehouse, config.identity, keys), config)
     previous = incremental.rows_for_keys(warehouse, IDENTITIES_TABLE, keys)
     with warehouse.transaction() as tx:
         # A record queued again by a run that died keeps its first `previous` row.
@@ -136,12 +127,16 @@ def _identify_queued(
 
 
 def person_records(
-    warehouse: WarehouseResource, keys: set[tuple[str, str]] | None = None
+    warehouse: WarehouseResource,
+    settings: IdentitySettings,
+    keys: set[tuple[str, str]] | None = None,
 ) -> pd.DataFrame:
-    """Contacts and Leads in one frame: module, zoho_id, person fields, deal_count, modified.
+    """Contacts and Leads in one frame: module, zoho_id, modified_time, every person field
+    the identity settings read (`linked_fields`; a field a module lacks is empty), deal_count.
 
     With `keys`, only those (module, zoho_id) records, read by id.
     """
+    fields = list(settings.linked_fields())
     if keys is None:
         deals = warehouse.read_table(TABLES["Deals"], columns=["Contact_Name_id"])
     else:
@@ -153,7 +148,7 @@ def person_records(
     frames = []
     for module in ("Contacts", "Leads"):
         stored = warehouse.column_names(TABLES[module])
-        columns = [c for c in ("id", "Modified_Time", *PERSON_COLUMNS) if c in stored]
+        columns = [c for c in ("id", "Modified_Time", *fields) if c in stored]
         if keys is None:
             table = warehouse.read_table(TABLES[module], columns=columns)
         else:
@@ -168,13 +163,13 @@ def person_records(
                 "modified_time": pd.to_datetime(table["Modified_Time"], utc=True),
             }
         )
-        for column in PERSON_COLUMNS:
+        for column in fields:
             frame[column] = table[column].astype("str") if column in table else None
         counts = frame["zoho_id"].map(deal_counts) if module == "Contacts" else None
         frame["deal_count"] = 0 if counts is None else counts.fillna(0).astype("int64")
         frames.append(frame)
     if not frames:
-        columns = ["module", "zoho_id", "modified_time", *PERSON_COLUMNS, "deal_count"]
+        columns = ["module", "zoho_id", "modified_time", *fields, "deal_count"]
         return pd.DataFrame({column: pd.Series(dtype="str") for column in columns})
     return pd.concat(frames, ignore_index=True)
 
@@ -192,22 +187,29 @@ def identity_policy(config: SyncConfig) -> IdentityPolicy:
     )
 
 
+def link_columns(settings: IdentitySettings) -> incremental.LinkColumns:
+    """The contact_identities columns of the linked fields: the duplicate grouping's links."""
+    fields = settings.linked_fields().items()
+    return incremental.LinkColumns(
+        phones=tuple(identity_column(field, kind) for field, kind in fields if kind == "phone"),
+        emails=tuple(identity_column(field, kind) for field, kind in fields if kind == "email"),
+    )
+
+
 def identify(records: pd.DataFrame, config: SyncConfig) -> pd.DataFrame:
-    """Each record's identity under the policy, with its normalised phone and email."""
+    """Each record's identity under the policy, with every linked field normalised (phones in
+    E.164, emails cleaned) in its `identity_column`."""
     policy = identity_policy(config)
     normalised = {
-        "Mobile": normalize_phones(records["Mobile"], policy.region, mobile_field=True),
-        "Phone": normalize_phones(records["Phone"], policy.region),
-        "Email": normalize_emails(records["Email"]),
-        "Secondary_Email": normalize_emails(records["Secondary_Email"]),
+        field: normalize_phones(
+            records[field], policy.region, mobile_field=field in policy.mobile_columns
+        )
+        if kind == "phone"
+        else normalize_emails(records[field])
+        for field, kind in config.identity.linked_fields().items()
     }
-    # The policy reads Mobile as a mobile field and Phone not (identity_policy).
     chosen = choose_identity(records, policy, normalised)
-    mobile = normalised["Mobile"]["e164"]
-    phone = normalised["Phone"]["e164"]
-    email = normalised["Email"]["email"]
-    secondary = normalised["Secondary_Email"]["email"]
-    return pd.DataFrame(
+    identities = pd.DataFrame(
         {
             "module": records["module"],
             "zoho_id": records["zoho_id"],
@@ -218,12 +220,12 @@ def identify(records: pd.DataFrame, config: SyncConfig) -> pd.DataFrame:
             "identity_source": chosen["identity_source"],
             "identity_risk": chosen["identity_risk"],
             "reason": chosen["no_identity_reason"],
-            "mobile_e164": mobile,
-            "phone_e164": phone,
-            "email": email,
-            "secondary_email": secondary,
         }
     )
+    for field, kind in config.identity.linked_fields().items():
+        value = normalised[field]["e164" if kind == "phone" else "email"]
+        identities[identity_column(field, kind)] = value
+    return identities
 
 
 @dg.asset(
@@ -236,8 +238,9 @@ def identify(records: pd.DataFrame, config: SyncConfig) -> pd.DataFrame:
     description=(
         "Records of one person grouped together: Contacts and Leads linked by a shared phone or "
         "email, never through a placeholder or a value shared by many records. Each group has a "
-        "canonical record (Contact over Lead, then with deals, then most recently modified) "
-        "and a canonical identity; `status` says whether the person is pushed, and if not why."
+        "canonical record (by default Contact over Lead, then with deals, then most recently "
+        "modified: identity.canonical_order and module_priority) and a canonical identity; "
+        "`status` says whether the person is pushed, and if not why."
     ),
 )
 def duplicate_profiles(
@@ -247,10 +250,9 @@ def duplicate_profiles(
 ) -> dg.MaterializeResult:
     settings = sync_config.load().identity
     if incremental.derives_everything(context, warehouse):
-        identities = warehouse.read_table(IDENTITIES_TABLE, columns=GROUPING_COLUMNS)
-        members, groups = group_members(
-            identities, settings.max_records_per_value, settings.max_group_size
-        )
+        columns = [*GROUPING_COLUMNS, *link_columns(settings).all]
+        identities = warehouse.read_table(IDENTITIES_TABLE, columns=columns)
+        members, groups = group_members(identities, settings)
         with warehouse.transaction() as tx:
             tx.replace_table(MEMBERS_TABLE, members, key=["module", "zoho_id"])
             tx.replace_table(LINKS_TABLE, groups.links.drop(columns=["value"]))
@@ -288,6 +290,7 @@ def _regroup_queued(
         members = warehouse.read_rows(MEMBERS_TABLE, "zoho_id", [])
         return members, DuplicateGroups(nothing, nothing, nothing, nothing)
     previous = incremental.rows_for_keys(warehouse, PREVIOUS_TABLE, seeds)
+    links = link_columns(settings)
     rows, suppressed = incremental.duplicate_scope(
         warehouse,
         IDENTITIES_TABLE,
@@ -295,11 +298,10 @@ def _regroup_queued(
         seeds,
         previous,
         settings.max_records_per_value,
+        links,
     )
     members, groups = group_members(
-        incremental.without_suppressed(rows, suppressed),
-        settings.max_records_per_value,
-        settings.max_group_size,
+        incremental.without_suppressed(rows, suppressed, links), settings
     )
     scope = incremental.keys_of(rows) | seeds
     before = incremental.rows_for_keys(warehouse, MEMBERS_TABLE, scope)
@@ -361,19 +363,22 @@ def person_status(
 
 
 def group_members(
-    identities: pd.DataFrame, max_records_per_value: int, max_group_size: int
+    identities: pd.DataFrame, settings: IdentitySettings
 ) -> tuple[pd.DataFrame, DuplicateGroups]:
     """One row per record: its group, whether it is canonical, and what happens to the person."""
+    links = link_columns(settings)
     options = GroupingOptions(
         id_column="zoho_id",
         module_column="module",
         modified_column="modified_time",
         deals_column="deal_count",
         identity_column="identity",
-        phone_columns=("mobile_e164", "phone_e164"),
-        email_columns=("email", "secondary_email"),
-        max_records_per_value=max_records_per_value,
-        max_group_size=max_group_size,
+        phone_columns=links.phones,
+        email_columns=links.emails,
+        max_records_per_value=settings.max_records_per_value,
+        max_group_size=settings.max_group_size,
+        module_priority=tuple(settings.module_priority),
+        canonical_order=tuple(settings.canonical_order),
     )
     groups = find_duplicate_groups(identities, options)
     found = groups.records

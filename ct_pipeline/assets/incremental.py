@@ -12,6 +12,7 @@ group mates come along. Above `MAX_QUEUED_RECORDS` queued records a full recompu
 import hashlib
 import importlib.metadata
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
@@ -25,10 +26,6 @@ from ct_pipeline.warehouse.state import PERSON_CHANGES, full_derivation_pending,
 
 # Past this many queued person records, an incremental run recomputes everything instead.
 MAX_QUEUED_RECORDS = 50_000
-# The identity columns whose values link records (as `group_members` configures the grouping).
-PHONE_COLUMNS = ("mobile_e164", "phone_e164")
-EMAIL_COLUMNS = ("email", "secondary_email")
-LINK_COLUMNS = (*PHONE_COLUMNS, *EMAIL_COLUMNS)
 KEY = ["module", "zoho_id"]
 # The region the duplicate grouping reads numbers in (GroupingOptions' default).
 GROUPING_REGION = "IN"
@@ -135,15 +132,33 @@ def delete_keys(tx: WarehouseTransaction, table: str, keys: Iterable[tuple[str, 
         )
 
 
-def link_values(rows: pd.DataFrame) -> pd.DataFrame:
+@dataclass(frozen=True)
+class LinkColumns:
+    """The `contact_identities` columns whose values link records (as `group_members`
+    configures the grouping): normalised phones and emails."""
+
+    phones: tuple[str, ...]
+    emails: tuple[str, ...]
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """Every link column, phones first."""
+        return (*self.phones, *self.emails)
+
+    def kind(self, column: str) -> str:
+        """`phone` or `email`."""
+        return "phone" if column in self.phones else "email"
+
+
+def link_values(rows: pd.DataFrame, links: LinkColumns) -> pd.DataFrame:
     """The values by which rows of `contact_identities` may link (`module`, `zoho_id`, `kind`,
     `value`), computed as the duplicate grouping computes them: normalised again, placeholders
     and unlinkable emails left out, one row per record and value."""
     parts = []
-    for column in LINK_COLUMNS:
+    for column in links.all:
         if column not in rows or rows.empty:
             continue
-        if column in PHONE_COLUMNS:
+        if column in links.phones:
             normalised = normalize_phones(rows[column], GROUPING_REGION, foreign_regions=())
             value = normalised["e164"]
             blocked = normalised["risk"] == phones.PLACEHOLDER
@@ -170,10 +185,12 @@ def link_values(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).drop_duplicates(columns, ignore_index=True)
 
 
-def holders(warehouse: WarehouseResource, table: str, values: pd.DataFrame) -> pd.DataFrame:
+def holders(
+    warehouse: WarehouseResource, table: str, values: pd.DataFrame, links: LinkColumns
+) -> pd.DataFrame:
     """Rows of `contact_identities` holding any of `values` (`kind`, `value`) in a link column."""
     found = []
-    for kind, columns in (("phone", PHONE_COLUMNS), ("email", EMAIL_COLUMNS)):
+    for kind, columns in (("phone", links.phones), ("email", links.emails)):
         wanted = values.loc[values["kind"] == kind, "value"].tolist()
         if not wanted:
             continue
@@ -192,6 +209,7 @@ def duplicate_scope(
     seeds: set[tuple[str, str]],
     previous: pd.DataFrame,
     max_records_per_value: int,
+    links: LinkColumns,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The `contact_identities` rows to group again, and the values too shared to link.
 
@@ -205,7 +223,7 @@ def duplicate_scope(
     checked: set[tuple[str, str]] = set()
     scope_rows: list[pd.DataFrame] = []
     suppressed: list[pd.DataFrame] = []
-    before = link_values(previous)
+    before = link_values(previous, links)
     frontier = set(seeds)
     first = True
     while frontier:
@@ -214,14 +232,16 @@ def duplicate_scope(
         scope_rows.append(current)
         mates = _old_group_mates(warehouse, members_table, frontier)
 
-        values = pd.concat([link_values(current), before if first else None, _stored(current)])
+        values = pd.concat(
+            [link_values(current, links), before if first else None, _stored(current, links)]
+        )
         values = values.drop_duplicates(["kind", "value"])
         values = values[np.array([pair not in checked for pair in _pairs(values)], dtype=bool)]
         checked |= set(_pairs(values))
         first = False
 
-        held = holders(warehouse, identities_table, values)
-        held_values = link_values(held) if len(held) else link_values(pd.DataFrame())
+        held = holders(warehouse, identities_table, values, links)
+        held_values = link_values(held if len(held) else pd.DataFrame(), links)
         held_values = held_values.merge(values[["kind", "value"]], on=["kind", "value"])
         now = held_values.groupby(["kind", "value"]).size()
         seeds_now = held_values[in_keys(held_values, seeds)]
@@ -243,16 +263,18 @@ def duplicate_scope(
     return rows, pd.concat(suppressed, ignore_index=True).drop_duplicates(ignore_index=True)
 
 
-def without_suppressed(rows: pd.DataFrame, suppressed: pd.DataFrame) -> pd.DataFrame:
+def without_suppressed(
+    rows: pd.DataFrame, suppressed: pd.DataFrame, links: LinkColumns
+) -> pd.DataFrame:
     """`rows` with every link value in `suppressed` blanked, so a grouping of these rows alone
     does not link by a value the whole table holds too often."""
     if suppressed.empty or rows.empty:
         return rows
     rows = rows.copy()
-    for column in LINK_COLUMNS:
-        kind = "phone" if column in PHONE_COLUMNS else "email"
+    for column in links.all:
+        kind = links.kind(column)
         values = set(suppressed.loc[suppressed["kind"] == kind, "value"])
-        if column in PHONE_COLUMNS:
+        if column in links.phones:
             normalised = normalize_phones(rows[column], GROUPING_REGION, foreign_regions=())["e164"]
         else:
             normalised = normalize_emails(rows[column])["email"]
@@ -272,14 +294,13 @@ def _old_group_mates(
     )
 
 
-def _stored(rows: pd.DataFrame) -> pd.DataFrame:
+def _stored(rows: pd.DataFrame, links: LinkColumns) -> pd.DataFrame:
     """The link columns' values as stored, to find holders whose stored form differs."""
     parts = []
-    for column in LINK_COLUMNS:
+    for column in links.all:
         if column in rows:
-            kind = "phone" if column in PHONE_COLUMNS else "email"
             values = rows[column].dropna().astype(str)
-            parts.append(pd.DataFrame({"kind": kind, "value": values.to_numpy()}))
+            parts.append(pd.DataFrame({"kind": links.kind(column), "value": values.to_numpy()}))
     return pd.concat(parts, ignore_index=True) if parts else None
 
 

@@ -82,6 +82,8 @@ MODULE_FIELDS: dict[str, list[str]] = {
     ],
 }
 TABLES = {module: f"zoho_{module.lower()}" for module in MODULE_FIELDS}
+# Modules whose records are people: read with the phone and email fields identities come from.
+PERSON_MODULES = ("Contacts", "Leads")
 # The Contact a Deal or Case belongs to: a change to one changes that Contact's profile (deal
 # count, latest open stage, escalation flag). Indexed so an incremental run finds them by Contact.
 CONTACT_REFERENCES = {"Deals": "Contact_Name_id", "Cases": "Related_To_id"}
@@ -144,6 +146,9 @@ def _module_asset(module: str) -> dg.AssetsDefinition:
             context.log.info(f"{module} is not in zoho.modules; nothing read")
             return dg.MaterializeResult(metadata={"skipped": True})
         mapped = [m.zoho for m in config.profile.mappings] if module == "Contacts" else []
+        if module in PERSON_MODULES:
+            # The phone and email fields identities are chosen from and duplicates linked by.
+            mapped += list(config.identity.linked_fields())
         fields = requested_fields(module, mapped)
         unknown = zoho.unknown_fields(module, fields)
         if unknown:

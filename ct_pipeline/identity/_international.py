@@ -17,17 +17,23 @@ with the default region's international prefix, when that prefix is a plain digi
    a beginning of NSN. For the first `PREFIX_DIGITS` digits of NSN, `_verdict` proves each of
    those answers is the same for every completion, and the library is asked once per distinct
    combination of answers. Anything left open goes to the library.
+
+Checking a country code's patterns costs more than a few library calls, so a code and length
+whose new prefixes would cost more to decide than their values cost the library is left to the
+library (`_worth_deciding`): numbers of many countries, a few of each, are never slower than
+asking the library for each distinct value.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 import phonenumbers
+import pyarrow as pa
 from phonenumbers import PhoneMetadata, PhoneNumber
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
@@ -45,24 +51,41 @@ _SHAPE = re.compile(r"[ ().\-]*\+?[0-9 ().\-]*")
 _SEPARATORS = re.compile(r"[ ().\-]")
 _DESCRIPTIONS = fast_path._DESCRIPTIONS
 _DEPENDS, _NONE = -1, 0
+# Not in `_decided`: left to the library this time (`_worth_deciding`).
+_LEFT = -3
+# Rough costs in microseconds on one core, for `_worth_deciding` (measured with phonenumbers 9.0):
+# one pattern checked (rewritten, then two Arrow regular expressions compiled and run), each
+# prefix it is checked on, and one value through the library (parse, validity and type).
+PATTERN_CHECK_COST = 250.0
+PREFIX_CHECK_COST = 0.05
+LIBRARY_CALL_COST = 35.0
 # (country code, national length, prefix) -> library type, INVALID or UNDECIDED.
 _decided: dict[tuple[int, int, str], int] = {}
+# (country code, national length) -> values left to the library since its prefixes were last
+# decided (`_worth_deciding`).
+_left_to_library: Counter[tuple[int, int]] = Counter()
 
 
 def decide(values: Sequence[str], region: str) -> list[tuple[int, str, str] | None]:
     """For each value: (library type or INVALID, country code, national number), or None when
-    this path cannot decide it."""
+    this path cannot decide it (or deciding it would cost more than the library, see
+    `_worth_deciding`)."""
     international_prefix = _plain_international_prefix(region)
     parsed = [_split(value, international_prefix) for value in values]
     needed: defaultdict[tuple[int, int], set[str]] = defaultdict(set)
+    waiting: Counter[tuple[int, int]] = Counter()
     for split in parsed:
         if split is not None:
             code, national = split
             key = (code, len(national), national[:PREFIX_DIGITS])
             if key not in _decided:
                 needed[(code, len(national))].add(national[:PREFIX_DIGITS])
+                waiting[(code, len(national))] += 1
     for (code, length), prefixes in needed.items():
-        _decide_prefixes(code, length, sorted(prefixes))
+        _left_to_library[(code, length)] += waiting[(code, length)]
+        if _worth_deciding(code, len(prefixes), _left_to_library[(code, length)]):
+            _decide_prefixes(code, length, sorted(prefixes))
+            del _left_to_library[(code, length)]
 
     answers: list[tuple[int, str, str] | None] = []
     for split in parsed:
@@ -70,11 +93,45 @@ def decide(values: Sequence[str], region: str) -> list[tuple[int, str, str] | No
             answers.append(None)
             continue
         code, national = split
-        library_type = _decided[(code, len(national), national[:PREFIX_DIGITS])]
+        library_type = _decided.get((code, len(national), national[:PREFIX_DIGITS]), _LEFT)
         answers.append(
-            None if library_type == fast_path.UNDECIDED else (library_type, str(code), national)
+            None
+            if library_type in (fast_path.UNDECIDED, _LEFT)
+            else (library_type, str(code), national)
         )
     return answers
+
+
+def _worth_deciding(code: int, prefixes: int, values: int) -> bool:
+    """Whether checking the patterns for `prefixes` new prefixes of one country code and
+    length would cost less than the library calls for the `values` that needed them, in this
+    call and in earlier ones that left them to the library.
+
+    Numbers from many countries, a few of each, would otherwise cost more than the plain loop:
+    every country code brings dozens of patterns to check, for a handful of values. Counting
+    the earlier calls too, values that keep coming back get their prefixes decided once the
+    library time spent on them would have paid for it, so repeated calls are not left slow.
+    """
+    patterns = _pattern_count(code)
+    cost = patterns * (PATTERN_CHECK_COST + prefixes * PREFIX_CHECK_COST)
+    return cost < values * LIBRARY_CALL_COST
+
+
+@functools.cache
+def _pattern_count(code: int) -> int:
+    """How many patterns `_decide_prefixes` checks for a country code."""
+    count = 1
+    for region in COUNTRY_CODE_TO_REGION_CODE[code]:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is None:
+            continue
+        count += metadata.leading_digits is not None
+        count += sum(
+            getattr(metadata, name) is not None
+            and bool(getattr(metadata, name).national_number_pattern)
+            for name in _DESCRIPTIONS
+        )
+    return count
 
 
 def _plain_international_prefix(region: str) -> str | None:
@@ -112,19 +169,21 @@ def _split(value: str, international_prefix: str | None) -> tuple[int, str] | No
 def _decide_prefixes(code: int, length: int, prefixes: list[str]) -> None:
     """Fill `_decided` for these prefixes of national numbers of `length` digits under `code`."""
     regions = COUNTRY_CODE_TO_REGION_CODE[code]
-    series = pd.Series(prefixes, dtype="str")
+    texts = pa.array(prefixes, type=pa.string())
     try:
-        columns = [_national_prefix_verdicts(regions[0], series, length)]
+        columns = [_national_prefix_verdicts(regions[0], texts, length)]
         for region in regions:
             metadata = PhoneMetadata.metadata_for_region(region)
             if metadata is None:
-                columns.append(np.full(len(series), _NONE, dtype=np.int8))
+                columns.append(np.full(len(texts), _NONE, dtype=np.int8))
                 continue
             if metadata.leading_digits is not None:
-                columns.append(_prefix_match_verdict(metadata.leading_digits, series, length))
+                columns.append(
+                    fast_path._verdict(metadata.leading_digits, texts, length, whole=False)
+                )
             for name in _DESCRIPTIONS:
                 description = getattr(metadata, name)
-                columns.append(_length_verdict(description, series, length))
+                columns.append(_length_verdict(description, texts, length))
     except ValueError:
         for prefix in prefixes:
             _decided[(code, length, prefix)] = fast_path.UNDECIDED
@@ -134,41 +193,30 @@ def _decide_prefixes(code: int, length: int, prefixes: list[str]) -> None:
     settled = (verdicts != _DEPENDS).all(axis=1) & (verdicts[:, 0] == _NONE)
     answers = np.full(len(prefixes), fast_path.UNDECIDED, dtype=np.int16)
     if settled.any():
-        _, representative, group = np.unique(
-            verdicts[settled], axis=0, return_index=True, return_inverse=True
-        )
+        representative, group = fast_path.distinct_rows(verdicts[settled])
         settled_prefixes = [prefix for prefix, keep in zip(prefixes, settled, strict=True) if keep]
         oracle = [_library_type(code, settled_prefixes[index], length) for index in representative]
-        answers[settled] = np.array(oracle, dtype=np.int16)[group.ravel()]
+        answers[settled] = np.array(oracle, dtype=np.int16)[group]
     for prefix, answer in zip(prefixes, answers, strict=True):
         _decided[(code, length, prefix)] = int(answer)
 
 
-def _national_prefix_verdicts(main_region: str, prefixes: pd.Series, length: int) -> np.ndarray:
+def _national_prefix_verdicts(main_region: str, prefixes: pa.Array, length: int) -> np.ndarray:
     """Whether the main region's national prefix pattern matches a beginning of the number."""
     metadata = PhoneMetadata.metadata_for_region(main_region)
     pattern = metadata.national_prefix_for_parsing if metadata is not None else None
     if not pattern:
         return np.full(len(prefixes), _NONE, dtype=np.int8)
-    return _prefix_match_verdict(pattern, prefixes, length)
+    return fast_path._verdict(pattern, prefixes, length, whole=False)
 
 
-def _length_verdict(description: object, prefixes: pd.Series, length: int) -> np.ndarray:
+def _length_verdict(description: object, prefixes: pa.Array, length: int) -> np.ndarray:
     """A description's full-match verdict, as `_is_number_matching_desc` checks it."""
     if description is None or not description.national_number_pattern:
         return np.full(len(prefixes), _NONE, dtype=np.int8)
     if description.possible_length and length not in description.possible_length:
         return np.full(len(prefixes), _NONE, dtype=np.int8)
     return fast_path._verdict(description.national_number_pattern, prefixes, length)
-
-
-def _prefix_match_verdict(pattern: str, prefixes: pd.Series, length: int) -> np.ndarray:
-    """Like `_phone_fast_path._verdict`, for `re.match` (a match at the start, of any length)."""
-    padded_any = prefixes.str.ljust(length, fast_path._ANY_DIGIT)
-    padded_some = prefixes.str.ljust(length, fast_path._SOME_DIGIT)
-    every = padded_any.str.match(fast_path._widen(pattern, every_digit_only=True))
-    some = padded_some.str.match(fast_path._widen(pattern, every_digit_only=False))
-    return np.where(every, 1, np.where(some, _DEPENDS, _NONE)).astype(np.int8)
 
 
 def _library_type(code: int, prefix: str, length: int) -> int:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from disposable_email_domains import blocklist
 from email_validator import EmailNotValidError, validate_email
 
 from ct_pipeline.identity._text import as_text
@@ -42,6 +43,8 @@ PLACEHOLDER_LOCAL_PARTS = frozenset(
 PLACEHOLDER_DOMAINS = frozenset(
     {"example.com", "example.net", "example.org", "test.com", "domain.com", "abc.com", "xyz.com"}
 )
+# Throwaway mail services, as the `disposable-email-domains` package lists them (lower-cased).
+DISPOSABLE_DOMAINS = frozenset(blocklist)
 
 # ASCII addresses in this shape pass `email-validator` (dot-atom local part, LDH labels, an
 # alphabetic top-level domain); the checks below send the few exceptions it makes to it.
@@ -76,9 +79,9 @@ def normalize_emails(
     - `risk` (categorical): missing, or the first that applies of `invalid` (a non-blank value
       the validator rejects), `placeholder` (a local part such as `test`, `na`, `noemail`, or
       one character repeated, or a domain such as `example.com` or `test.com`), `disposable` (the
-      domain is in `disposable_domains`, or, when none are given, in the list of the
-      `disposable-email-domains` package when it is installed), `role_account` (a shared
-      mailbox such as `info@` or `admin@`).
+      domain is in `disposable_domains`, or, when none are given, in `DISPOSABLE_DOMAINS`, the
+      `disposable-email-domains` package's list), `role_account` (a shared mailbox such as
+      `info@` or `admin@`).
     Missing and blank values get a missing `email` and a missing `risk`.
     """
     text = as_text(values)
@@ -150,11 +153,7 @@ def _is_in(values: pa.Array, members: frozenset[str]) -> pa.Array:
 
 
 def _disposable_domains(given: Iterable[str] | None) -> frozenset[str]:
-    """The domains to flag as disposable: those given, else the optional package's list."""
-    if given is not None:
-        return frozenset(domain.strip().lower() for domain in given)
-    try:
-        from disposable_email_domains import blocklist  # optional, not a dependency
-    except ImportError:
-        return frozenset()
-    return frozenset(blocklist)
+    """The domains to flag as disposable: those given, else the package's list."""
+    if given is None:
+        return DISPOSABLE_DOMAINS
+    return frozenset(domain.strip().lower() for domain in given)

@@ -220,6 +220,9 @@ def _normalize_rest(
 
     Fills `type_code` and `risk_code` at `positions`; returns the E.164 strings in order.
     """
+    # The library recompiles metadata patterns that fell out of the `re` module's small cache:
+    # with numbers of many countries, most of its time. Its own cache keeps them all.
+    phonenumbers.enable_pattern_cache()
     codes, uniques = pd.factorize(values)
     international = _international.decide(list(uniques), options.region)
     outcomes = [

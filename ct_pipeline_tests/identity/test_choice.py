@@ -46,6 +46,28 @@ def test_landline_is_refused_when_mobile_is_required() -> None:
     assert chosen.loc[0, "no_identity_reason"] == "landline_only_mobile_required"
 
 
+# North American numbering cannot tell a mobile from a landline: fixed_line_or_mobile.
+NANP_NUMBER = records(Mobile=["+1 650 253 2222"], Phone=[None], Email=[None])
+
+
+def test_mobile_only_accepts_a_fixed_line_or_mobile_number_by_default() -> None:
+    chosen = choose_identity(NANP_NUMBER, IdentityPolicy(mobile_only=True))
+    assert chosen.loc[0, "identity"] == "+16502532222"
+    assert pd.isna(chosen.loc[0, "no_identity_reason"])
+
+
+def test_mobile_only_refuses_a_fixed_line_or_mobile_number_when_not_accepted() -> None:
+    policy = IdentityPolicy(mobile_only=True, accept_fixed_line_or_mobile=False)
+    chosen = choose_identity(NANP_NUMBER, policy)
+    assert pd.isna(chosen.loc[0, "identity"])
+    assert chosen.loc[0, "no_identity_reason"] == "landline_only_mobile_required"
+
+
+def test_a_fixed_line_or_mobile_number_is_used_when_mobiles_are_not_required() -> None:
+    policy = IdentityPolicy(mobile_only=False, accept_fixed_line_or_mobile=False)
+    assert choose_identity(NANP_NUMBER, policy).loc[0, "identity"] == "+16502532222"
+
+
 def test_landline_is_used_but_flagged_when_mobile_is_not_required() -> None:
     chosen = choose_identity(records(Mobile=["(080) 2345 6789"], Phone=[None], Email=[None]))
     assert chosen.loc[0, "identity"] == "+918023456789"
@@ -54,6 +76,12 @@ def test_landline_is_used_but_flagged_when_mobile_is_not_required() -> None:
 
 def test_role_account_email_is_not_an_identity() -> None:
     chosen = choose_identity(records(Mobile=[None], Phone=[None], Email=["info@acme.in"]))
+    assert chosen.loc[0, "no_identity_reason"] == "risky_email_only"
+
+
+def test_disposable_email_is_not_an_identity_with_the_packaged_list() -> None:
+    chosen = choose_identity(records(Mobile=[None], Phone=[None], Email=["rohan.k@mailinator.com"]))
+    assert pd.isna(chosen.loc[0, "identity"])
     assert chosen.loc[0, "no_identity_reason"] == "risky_email_only"
 
 

@@ -105,6 +105,16 @@ def test_disposable_domain_is_flagged_when_a_list_is_given() -> None:
     assert result["risk"].iat[0] == "disposable"
 
 
+@pytest.mark.parametrize(
+    "value", ["x.y@mailinator.com", " Someone@YOPMAIL.com", "a.b@guerrillamail.com"]
+)
+def test_disposable_domain_is_flagged_with_the_packaged_list(value: str) -> None:
+    result = normalize_emails(pd.Series([value]))
+
+    assert result["risk"].iat[0] == "disposable"
+    assert result["email"].iat[0] == value.strip().lower()
+
+
 def test_ordinary_address_has_no_risk() -> None:
     assert pd.isna(normalize_emails(pd.Series(["priya.sharma@acme.in"]))["risk"].iat[0])
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-from ct_pipeline.identity import _phone_fast_path, normalize_phones
+from ct_pipeline.identity import _international, _phone_fast_path, normalize_phones
 from ct_pipeline_tests.identity.helpers import mask
 
 LIBRARY_TYPE_NAMES = {
@@ -105,9 +107,46 @@ def international_numbers(draw: st.DrawFn) -> str:
     return f"{lead}{code}{separator}{national}"
 
 
+def international_path(by_prefix: bool) -> mock._patch:
+    """Numbers written with a country code decided by their prefixes' patterns every time, or
+    left to the library every time, whatever deciding would cost."""
+    return mock.patch.object(_international, "LIBRARY_CALL_COST", math.inf if by_prefix else 0.0)
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(international_numbers(), min_size=1, max_size=60))
-def test_international_numbers_match_the_library(values: list[str]) -> None:
+@given(st.lists(international_numbers(), min_size=1, max_size=60), st.booleans())
+def test_international_numbers_match_the_library(values: list[str], by_prefix: bool) -> None:
+    with international_path(by_prefix):
+        assert disagreements(values) == []
+
+
+def test_numbers_of_many_countries_match_the_library_by_either_path() -> None:
+    generator = random.Random(7)
+    codes = sorted(COUNTRY_CODE_TO_REGION_CODE)
+    values = [
+        f"+{generator.choice(codes)} {generator.randrange(10**5, 10**11)}" for _ in range(3_000)
+    ]
+    for by_prefix in (True, False):
+        with international_path(by_prefix):
+            assert disagreements(values) == []
+
+
+def test_prefixes_left_to_the_library_are_decided_once_their_values_keep_coming() -> None:
+    # London numbers (+44 20 7946 ....): one prefix, checked against 4 regions' patterns.
+    values = [f"+44 20 7946 {number:04d}" for number in range(100)]
+    with (
+        mock.patch.dict(_international._decided, clear=True),
+        mock.patch.dict(_international._left_to_library, clear=True),
+    ):
+        first = _international.decide(values, "IN")
+        calls = 1
+        while _international.decide(values, "IN")[0] is None and calls < 20:
+            calls += 1
+        decided = _international.decide(values, "IN")
+
+    assert first == [None] * len(values)
+    assert 1 < calls < 20
+    assert [answer[2] for answer in decided] == [value[4:].replace(" ", "") for value in values]
     assert disagreements(values) == []
 
 
@@ -179,6 +218,39 @@ def test_every_fast_path_prefix_matches_the_library() -> None:
         template = generator.choice(["{}", "+91 {}", "91{}", "0{}", "0091 {}"])
         values.append(template.format(f"{prefix}{suffix}"))
     assert disagreements(values) == []
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "AE", "SG"])
+def test_validity_abroad_matches_the_library_by_table_and_without(region: str) -> None:
+    generator = random.Random(region)
+    code = phonenumbers.country_code_for_region(region)
+    national = np.array(
+        [f"{prefix}{generator.randrange(100_000):05d}" for prefix in range(10_000, 100_000, 7)]
+    )
+    expected = np.array(
+        [
+            phonenumbers.is_valid_number_for_region(
+                phonenumbers.PhoneNumber(country_code=code, national_number=int(number)), region
+            )
+            for number in national
+        ]
+    )
+
+    with (
+        mock.patch.dict(_phone_fast_path._type_tables, clear=True),
+        mock.patch.dict(_phone_fast_path._checked_without_table, clear=True),
+    ):
+        few = _phone_fast_path.valid_for_region(national[:500], region)
+        assert region not in _phone_fast_path._type_tables
+        # Asked again and again, the library checks add up to the price of the table.
+        for _ in range(_phone_fast_path.VALUES_WORTH_A_TABLE // 500):
+            again = _phone_fast_path.valid_for_region(national[:500], region)
+        assert region in _phone_fast_path._type_tables
+        many = _phone_fast_path.valid_for_region(national, region)
+
+    assert (few == expected[:500]).all()
+    assert (again == expected[:500]).all()
+    assert (many == expected).all()
 
 
 def test_fast_path_decides_every_indian_mobile_prefix() -> None:
