@@ -2,7 +2,9 @@
 
 `CT_WAREHOUSE_URL` selects the database: an SQLite file by default (local runs, the demo),
 PostgreSQL in production. Tables are written from pandas DataFrames; on PostgreSQL bulk writes go
-through COPY, on SQLite through one `executemany` per write.
+through COPY, on SQLite through one `executemany` per write. PostgreSQL's text cannot hold the NUL
+character, so on both databases every text value is written with U+FFFD in its place: a CRM field
+carrying one is stored, and the two warehouses hold the same tables.
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # stays in memory while rows are inserted in key order it does not follow (1M rows with random
 # text keys: 8.1 s to insert with the default, 6.0 s with this).
 SQLITE_CACHE_KIB = 64 * 1024
+# A failed statement's exception (and so a run's failure event) must not carry the row values it
+# bound: they are customers' phone numbers and emails.
+HIDE_PARAMETERS = True
+NUL = "\x00"
+# The Unicode replacement character: what a reader of the table sees where the NUL was.
+NUL_REPLACEMENT = "\ufffd"
+
+# Bulk writes use psycopg 3's COPY API, which no other PostgreSQL driver has.
+POSTGRES_DRIVER = "psycopg"
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -43,6 +54,10 @@ def default_warehouse_url() -> str:
     if configured:
         return configured
     return f"sqlite:///{DEFAULT_WAREHOUSE_FILE.resolve()}"
+
+
+class WarehouseUrlError(sa.exc.ArgumentError):
+    """The warehouse URL names a database or driver the warehouse cannot write with."""
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -57,6 +72,10 @@ class WarehouseResource(dg.ConfigurableResource):
     def resolved_url(self) -> str:
         """The URL in use, after applying the environment and the default."""
         return self.url or default_warehouse_url()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse an unusable URL when a run starts, before any asset reads or writes."""
+        check_warehouse_url(self.resolved_url)
 
     @property
     def engine(self) -> Engine:
@@ -419,16 +438,35 @@ _IN_CHUNK = 900  # below SQLite's default limit of 999 bound parameters in older
 
 def _plain_values(values: Iterable[Any]) -> list[Any]:
     """Key values as the database driver binds them: NumPy scalars become Python numbers (SQLite
-    would bind an int64 as bytes, and match nothing)."""
-    return [value.item() if isinstance(value, np.generic) else value for value in values]
+    would bind an int64 as bytes, and match nothing), and text is stored with NUL replaced."""
+    return [
+        value.item() if isinstance(value, np.generic) else replace_nul(value) for value in values
+    ]
+
+
+def check_warehouse_url(url: str) -> None:
+    """Raise WarehouseUrlError when `url` selects a PostgreSQL driver other than psycopg 3."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() == POSTGRES_DRIVER:
+        return
+    raise WarehouseUrlError(
+        f"the warehouse URL ({WAREHOUSE_URL_ENV_VAR}) selects the {parsed.get_driver_name()} "
+        f"driver ({parsed.drivername}://); the warehouse writes through psycopg 3's COPY: "
+        f"write the URL as postgresql+{POSTGRES_DRIVER}://..."
+    )
 
 
 def _create_engine(url: str) -> Engine:
+    check_warehouse_url(url)
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            hide_parameters=HIDE_PARAMETERS,
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -440,7 +478,7 @@ def _create_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS)
 
 
 def _sql_type(series: pd.Series) -> sa.types.TypeEngine[Any]:
@@ -472,8 +510,50 @@ def _rows(frame: pd.DataFrame, dialect: str) -> Iterator[tuple[Any, ...]]:
         if dialect == "sqlite" and pd.api.types.is_datetime64_dtype(series.dtype):
             series = series.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
         values = series.astype(object).where(series.notna(), None).tolist()
+        if pd.api.types.is_string_dtype(series.dtype):
+            values = _without_nul(series, values)
         columns.append(values)
     return zip(*columns, strict=True)
+
+
+def _without_nul(series: pd.Series, values: list[Any]) -> list[Any]:
+    """A text column's values with each NUL replaced (the list itself when none holds one)."""
+    if not _holds_nul(series, values):
+        return values
+    return [replace_nul(value) for value in values]
+
+
+def _holds_nul(series: pd.Series, values: list[Any]) -> bool:
+    """Whether a text column may hold a NUL. Arrow-backed text is judged from its UTF-8 bytes,
+    where only U+0000 is a zero byte: at a million values that takes a millisecond, a substring
+    search a tenth of a second."""
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        arrow = pa.array(series.array)
+        chunks = arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
+        if all(chunk.type in _ARROW_OFFSETS for chunk in chunks):
+            return any(_has_zero_byte(chunk) for chunk in chunks)
+    return any(isinstance(value, str) and NUL in value for value in values)
+
+
+_ARROW_OFFSETS = {pa.string(): np.int32, pa.large_string(): np.int64}
+
+
+def _has_zero_byte(chunk: pa.Array) -> bool:
+    """Whether the bytes behind an Arrow string array's values hold a zero (a null slot's bytes
+    may count too: the caller then only looks closer)."""
+    _, offsets, data = chunk.buffers()
+    if len(chunk) == 0 or data is None:
+        return False
+    bounds = np.frombuffer(offsets, dtype=_ARROW_OFFSETS[chunk.type])
+    start, end = bounds[chunk.offset], bounds[chunk.offset + len(chunk)]
+    return not np.frombuffer(data, dtype=np.uint8)[start:end].all()
+
+
+def replace_nul(value: Any) -> Any:
+    """`value` with U+FFFD for each NUL if it is text (PostgreSQL's text cannot hold NUL)."""
+    if isinstance(value, str) and NUL in value:
+        return value.replace(NUL, NUL_REPLACEMENT)
+    return value
 
 
 def _timestamps(values: pd.Series) -> pd.Series:
