@@ -240,6 +240,16 @@ def disturbed(
         yield pipeline
 
 
+@pytest.fixture
+def disturbed_on_each_warehouse(
+    synthetic_crm: SyntheticCrm,  # noqa: F811
+    warehouse: WarehouseResource,
+) -> Iterator[FaultPipeline]:
+    """A fresh pipeline on SQLite and, when the test database is configured, on PostgreSQL."""
+    with fault_pipeline(synthetic_crm, warehouse) as pipeline:
+        yield pipeline
+
+
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:
     """Every step failure's message and the messages of its causes, as one text."""
     texts = []
