@@ -236,8 +236,7 @@ def disturbed(
     sqlite_warehouse: WarehouseResource,
 ) -> Iterator[FaultPipeline]:
     """A fresh pipeline on an SQLite warehouse, for a test to disturb."""
-    with fault_pipeline(synthetic_crm, sqlite_warehouse) as pipeline:
-        yield pipeline
+    yield from _pipeline_on(synthetic_crm, sqlite_warehouse)
 
 
 @pytest.fixture
@@ -246,7 +245,11 @@ def disturbed_on_each_warehouse(
     warehouse: WarehouseResource,
 ) -> Iterator[FaultPipeline]:
     """A fresh pipeline on SQLite and, when the test database is configured, on PostgreSQL."""
-    with fault_pipeline(synthetic_crm, warehouse) as pipeline:
+    yield from _pipeline_on(synthetic_crm, warehouse)
+
+
+def _pipeline_on(crm: SyntheticCrm, warehouse: WarehouseResource) -> Iterator[FaultPipeline]:
+    with fault_pipeline(crm, warehouse) as pipeline:
         yield pipeline
 
 
