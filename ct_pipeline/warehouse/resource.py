@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import pandas as pd
+import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
 from pydantic import Field
@@ -60,6 +62,10 @@ class WarehouseUrlError(sa.exc.ArgumentError):
     """The warehouse URL names a database or driver the warehouse cannot write with."""
 
 
+class WarehouseDataError(Exception):
+    """PostgreSQL refused rows it was given; the message names where, never the values."""
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The SQL warehouse holding derived tables and sync state (SQLite or PostgreSQL)."""
 
@@ -95,17 +101,17 @@ class WarehouseResource(dg.ConfigurableResource):
     @contextmanager
     def transaction(self) -> Iterator[WarehouseTransaction]:
         """Several reads and writes that commit together or not at all."""
-        with self.engine.begin() as connection:
+        with self.engine.begin() as connection, _values_kept_out():
             yield WarehouseTransaction(connection)
 
     def read_table(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The whole table as a DataFrame; an empty frame (of `columns`) if it does not exist."""
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection, _values_kept_out():
             return WarehouseTransaction(connection).read_table(name, columns)
 
     def read_sql(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """The result of one SELECT as a DataFrame (columns typed as the table declares)."""
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection, _values_kept_out():
             return WarehouseTransaction(connection).read_sql(sql, params)
 
     def table_exists(self, name: str) -> bool:
@@ -126,7 +132,7 @@ class WarehouseResource(dg.ConfigurableResource):
         columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """The rows whose `column` is one of `values` (read through its index, if it has one)."""
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection, _values_kept_out():
             return WarehouseTransaction(connection).read_rows(name, column, values, columns)
 
     def create_index(self, name: str, columns: Sequence[str]) -> None:
@@ -156,7 +162,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def get_state(self, key: str) -> str | None:
         """A value of the sync state (cursors and the like), or None if never set."""
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection, _values_kept_out():
             return WarehouseTransaction(connection).get_state(key)
 
     def set_state(self, key: str, value: str) -> None:
@@ -399,6 +405,45 @@ class WarehouseTransaction:
         )
         self.execute(f"DROP TABLE {self._quote(staging)}")
         return len(frame)
+
+
+@contextmanager
+def _values_kept_out() -> Iterator[None]:
+    """Turn PostgreSQL's refusal of a value into a WarehouseDataError without the value.
+
+    hide_parameters keeps bound values out of SQLAlchemy's text, but PostgreSQL's own message
+    quotes the value it refused ('invalid input syntax for type bigint: "..."', 'Key
+    (identity)=(...) already exists'), and a run's failure event would carry it.
+    """
+    try:
+        yield
+    except (sa.exc.DBAPIError, psycopg.Error) as error:
+        refused = getattr(error, "orig", error)
+        if not isinstance(refused, psycopg.DataError | psycopg.IntegrityError):
+            raise
+        raise WarehouseDataError(_without_values(refused)) from None
+
+
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def _without_values(refused: psycopg.Error) -> str:
+    """PostgreSQL's refusal with every quoted text but the names of tables, columns and
+    constraints replaced by "...", and without its DETAIL (which lists the key's values)."""
+    diagnosis = refused.diag
+    names = {diagnosis.table_name, diagnosis.column_name, diagnosis.constraint_name} - {None}
+
+    def masked(text: str | None) -> str:
+        return _QUOTED.sub(
+            lambda quoted: quoted[0] if quoted[0].strip('"') in names else '"..."', text or ""
+        )
+
+    where = f" ({masked(diagnosis.context)})" if diagnosis.context else ""
+    return (
+        f"PostgreSQL refused a value: {type(refused).__name__} (SQLSTATE {refused.sqlstate}): "
+        f"{masked(diagnosis.message_primary)}{where}. The value is left out, as it may be "
+        "personal data; look for it in that column of the rows being written."
+    )
 
 
 @contextmanager

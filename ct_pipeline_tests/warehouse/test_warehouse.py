@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.warehouse.resource import (
+    WarehouseDataError,
     WarehouseTransaction,
     WarehouseUrlError,
     dispose_engine,
@@ -296,3 +297,30 @@ def test_bulk_writes_on_postgres_go_through_copy_not_one_insert_per_row():
     assert not [text for text in statements if "VALUES" in text.upper()]
     # The statement count does not grow with the rows: a handful per write.
     assert len(statements) < 60
+
+
+@pytest.mark.postgres
+def test_postgres_refusing_a_value_says_where_without_the_value():
+    with postgres_schema() as url:
+        warehouse = WarehouseResource(url=url)
+        warehouse.replace_table(
+            "people", pd.DataFrame({"identity": [PHONE], "n": [1]}), ["identity"]
+        )
+        refusals = []
+        for write in (
+            lambda tx: tx.append("people", pd.DataFrame({"identity": [EMAIL], "n": [EMAIL]})),
+            lambda tx: tx.append("people", pd.DataFrame({"identity": [PHONE], "n": [2]})),
+            lambda tx: tx.read_rows("people", "n", [f"{PHONE} {EMAIL}"]),
+        ):
+            with pytest.raises(WarehouseDataError) as refused, warehouse.transaction() as tx:
+                write(tx)
+            refusals.append(str(refused.value))
+        kept = warehouse.read_table("people").to_dict("list")
+        dispose_engine(url)
+
+    typed, duplicate, looked_up = refusals
+    assert "InvalidTextRepresentation" in typed and 'COPY people, line 1, column n: "..."' in typed
+    assert "UniqueViolation (SQLSTATE 23505)" in duplicate and '"people_pkey"' in duplicate
+    assert "InvalidTextRepresentation" in looked_up
+    assert not [text for text in refusals if PHONE in text or EMAIL in text]
+    assert kept == {"identity": [PHONE], "n": [1]}
