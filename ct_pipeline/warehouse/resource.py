@@ -2,13 +2,16 @@
 
 `CT_WAREHOUSE_URL` selects the database: an SQLite file by default (local runs, the demo),
 PostgreSQL in production. Tables are written from pandas DataFrames; on PostgreSQL bulk writes go
-through COPY, on SQLite through one `executemany` per write.
+through COPY, on SQLite through one `executemany` per write. PostgreSQL's text cannot hold the NUL
+character, so on both databases every text value is written with U+FFFD in its place: a CRM field
+carrying one is stored, and the two warehouses hold the same tables.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +21,7 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import pandas as pd
+import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
 from pydantic import Field
@@ -32,6 +36,15 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # stays in memory while rows are inserted in key order it does not follow (1M rows with random
 # text keys: 8.1 s to insert with the default, 6.0 s with this).
 SQLITE_CACHE_KIB = 64 * 1024
+# A failed statement's exception (and so a run's failure event) must not carry the row values it
+# bound: they are customers' phone numbers and emails.
+HIDE_PARAMETERS = True
+NUL = "\x00"
+# The Unicode replacement character: what a reader of the table sees where the NUL was.
+NUL_REPLACEMENT = "\ufffd"
+
+# Bulk writes use psycopg 3's COPY API, which no other PostgreSQL driver has.
+POSTGRES_DRIVER = "psycopg"
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -43,6 +56,14 @@ def default_warehouse_url() -> str:
     if configured:
         return configured
     return f"sqlite:///{DEFAULT_WAREHOUSE_FILE.resolve()}"
+
+
+class WarehouseUrlError(sa.exc.ArgumentError):
+    """The warehouse URL names a database or driver the warehouse cannot write with."""
+
+
+class WarehouseDataError(Exception):
+    """PostgreSQL refused rows it was given; the message names where, never the values."""
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -57,6 +78,10 @@ class WarehouseResource(dg.ConfigurableResource):
     def resolved_url(self) -> str:
         """The URL in use, after applying the environment and the default."""
         return self.url or default_warehouse_url()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse an unusable URL when a run starts, before any asset reads or writes."""
+        check_warehouse_url(self.resolved_url)
 
     @property
     def engine(self) -> Engine:
@@ -76,17 +101,17 @@ class WarehouseResource(dg.ConfigurableResource):
     @contextmanager
     def transaction(self) -> Iterator[WarehouseTransaction]:
         """Several reads and writes that commit together or not at all."""
-        with self.engine.begin() as connection:
+        with self.engine.begin() as connection, _values_kept_out():
             yield WarehouseTransaction(connection)
 
     def read_table(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The whole table as a DataFrame; an empty frame (of `columns`) if it does not exist."""
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection, _values_kept_out():
             return WarehouseTransaction(connection).read_table(name, columns)
 
     def read_sql(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """The result of one SELECT as a DataFrame (columns typed as the table declares)."""
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection, _values_kept_out():
             return WarehouseTransaction(connection).read_sql(sql, params)
 
     def table_exists(self, name: str) -> bool:
@@ -107,7 +132,7 @@ class WarehouseResource(dg.ConfigurableResource):
         columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """The rows whose `column` is one of `values` (read through its index, if it has one)."""
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection, _values_kept_out():
             return WarehouseTransaction(connection).read_rows(name, column, values, columns)
 
     def create_index(self, name: str, columns: Sequence[str]) -> None:
@@ -137,7 +162,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def get_state(self, key: str) -> str | None:
         """A value of the sync state (cursors and the like), or None if never set."""
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection, _values_kept_out():
             return WarehouseTransaction(connection).get_state(key)
 
     def set_state(self, key: str, value: str) -> None:
@@ -383,6 +408,45 @@ class WarehouseTransaction:
 
 
 @contextmanager
+def _values_kept_out() -> Iterator[None]:
+    """Turn PostgreSQL's refusal of a value into a WarehouseDataError without the value.
+
+    hide_parameters keeps bound values out of SQLAlchemy's text, but PostgreSQL's own message
+    quotes the value it refused ('invalid input syntax for type bigint: "..."', 'Key
+    (identity)=(...) already exists'), and a run's failure event would carry it.
+    """
+    try:
+        yield
+    except (sa.exc.DBAPIError, psycopg.Error) as error:
+        refused = getattr(error, "orig", error)
+        if not isinstance(refused, psycopg.DataError | psycopg.IntegrityError):
+            raise
+        raise WarehouseDataError(_without_values(refused)) from None
+
+
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def _without_values(refused: psycopg.Error) -> str:
+    """PostgreSQL's refusal with every quoted text but the names of tables, columns and
+    constraints replaced by "...", and without its DETAIL (which lists the key's values)."""
+    diagnosis = refused.diag
+    names = {diagnosis.table_name, diagnosis.column_name, diagnosis.constraint_name} - {None}
+
+    def masked(text: str | None) -> str:
+        return _QUOTED.sub(
+            lambda quoted: quoted[0] if quoted[0].strip('"') in names else '"..."', text or ""
+        )
+
+    where = f" ({masked(diagnosis.context)})" if diagnosis.context else ""
+    return (
+        f"PostgreSQL refused a value: {type(refused).__name__} (SQLSTATE {refused.sqlstate}): "
+        f"{masked(diagnosis.message_primary)}{where}. The value is left out, as it may be "
+        "personal data; look for it in that column of the rows being written."
+    )
+
+
+@contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while millions of row tuples are made: they hold
     no reference cycles, yet their allocation alone sets off collections that cost a quarter of
@@ -419,16 +483,35 @@ _IN_CHUNK = 900  # below SQLite's default limit of 999 bound parameters in older
 
 def _plain_values(values: Iterable[Any]) -> list[Any]:
     """Key values as the database driver binds them: NumPy scalars become Python numbers (SQLite
-    would bind an int64 as bytes, and match nothing)."""
-    return [value.item() if isinstance(value, np.generic) else value for value in values]
+    would bind an int64 as bytes, and match nothing), and text is stored with NUL replaced."""
+    return [
+        value.item() if isinstance(value, np.generic) else replace_nul(value) for value in values
+    ]
+
+
+def check_warehouse_url(url: str) -> None:
+    """Raise WarehouseUrlError when `url` selects a PostgreSQL driver other than psycopg 3."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() == POSTGRES_DRIVER:
+        return
+    raise WarehouseUrlError(
+        f"the warehouse URL ({WAREHOUSE_URL_ENV_VAR}) selects the {parsed.get_driver_name()} "
+        f"driver ({parsed.drivername}://); the warehouse writes through psycopg 3's COPY: "
+        f"write the URL as postgresql+{POSTGRES_DRIVER}://..."
+    )
 
 
 def _create_engine(url: str) -> Engine:
+    check_warehouse_url(url)
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            hide_parameters=HIDE_PARAMETERS,
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -440,7 +523,7 @@ def _create_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS)
 
 
 def _sql_type(series: pd.Series) -> sa.types.TypeEngine[Any]:
@@ -472,8 +555,50 @@ def _rows(frame: pd.DataFrame, dialect: str) -> Iterator[tuple[Any, ...]]:
         if dialect == "sqlite" and pd.api.types.is_datetime64_dtype(series.dtype):
             series = series.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
         values = series.astype(object).where(series.notna(), None).tolist()
+        if pd.api.types.is_string_dtype(series.dtype):
+            values = _without_nul(series, values)
         columns.append(values)
     return zip(*columns, strict=True)
+
+
+def _without_nul(series: pd.Series, values: list[Any]) -> list[Any]:
+    """A text column's values with each NUL replaced (the list itself when none holds one)."""
+    if not _holds_nul(series, values):
+        return values
+    return [replace_nul(value) for value in values]
+
+
+def _holds_nul(series: pd.Series, values: list[Any]) -> bool:
+    """Whether a text column may hold a NUL. Arrow-backed text is judged from its UTF-8 bytes,
+    where only U+0000 is a zero byte: at a million values that takes a millisecond, a substring
+    search a tenth of a second."""
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        arrow = pa.array(series.array)
+        chunks = arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
+        if all(chunk.type in _ARROW_OFFSETS for chunk in chunks):
+            return any(_has_zero_byte(chunk) for chunk in chunks)
+    return any(isinstance(value, str) and NUL in value for value in values)
+
+
+_ARROW_OFFSETS = {pa.string(): np.int32, pa.large_string(): np.int64}
+
+
+def _has_zero_byte(chunk: pa.Array) -> bool:
+    """Whether the bytes behind an Arrow string array's values hold a zero (a null slot's bytes
+    may count too: the caller then only looks closer)."""
+    _, offsets, data = chunk.buffers()
+    if len(chunk) == 0 or data is None:
+        return False
+    bounds = np.frombuffer(offsets, dtype=_ARROW_OFFSETS[chunk.type])
+    start, end = bounds[chunk.offset], bounds[chunk.offset + len(chunk)]
+    return not np.frombuffer(data, dtype=np.uint8)[start:end].all()
+
+
+def replace_nul(value: Any) -> Any:
+    """`value` with U+FFFD for each NUL if it is text (PostgreSQL's text cannot hold NUL)."""
+    if isinstance(value, str) and NUL in value:
+        return value.replace(NUL, NUL_REPLACEMENT)
+    return value
 
 
 def _timestamps(values: pd.Series) -> pd.Series:

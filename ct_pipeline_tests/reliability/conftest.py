@@ -236,7 +236,20 @@ def disturbed(
     sqlite_warehouse: WarehouseResource,
 ) -> Iterator[FaultPipeline]:
     """A fresh pipeline on an SQLite warehouse, for a test to disturb."""
-    with fault_pipeline(synthetic_crm, sqlite_warehouse) as pipeline:
+    yield from _pipeline_on(synthetic_crm, sqlite_warehouse)
+
+
+@pytest.fixture
+def disturbed_on_each_warehouse(
+    synthetic_crm: SyntheticCrm,  # noqa: F811
+    warehouse: WarehouseResource,
+) -> Iterator[FaultPipeline]:
+    """A fresh pipeline on SQLite and, when the test database is configured, on PostgreSQL."""
+    yield from _pipeline_on(synthetic_crm, warehouse)
+
+
+def _pipeline_on(crm: SyntheticCrm, warehouse: WarehouseResource) -> Iterator[FaultPipeline]:
+    with fault_pipeline(crm, warehouse) as pipeline:
         yield pipeline
 
 

@@ -74,12 +74,14 @@ def event_deal(event: tuple) -> str:
 
 
 @pytest.fixture
-def killed(disturbed: FaultPipeline, tmp_path) -> FaultPipeline:
-    """The pipeline after step 1, with step 2's edits made and small event batches."""
-    disturbed.config_path = write_config(tmp_path, clevertap={"batch_size": EVENT_BATCH})
-    assert disturbed.run("nightly_full_sync").success
-    apply_edits(disturbed)
-    return disturbed
+def killed(disturbed_on_each_warehouse: FaultPipeline, tmp_path) -> FaultPipeline:
+    """The pipeline after step 1, with step 2's edits made and small event batches, on SQLite
+    and on PostgreSQL (whose transactions and COPY staging the kill must not leave half-done)."""
+    pipeline = disturbed_on_each_warehouse
+    pipeline.config_path = write_config(tmp_path, clevertap={"batch_size": EVENT_BATCH})
+    assert pipeline.run("nightly_full_sync").success
+    apply_edits(pipeline)
+    return pipeline
 
 
 @pytest.mark.parametrize("point", ["after_stage_snapshot", "profile_bookkeeping"])

@@ -2,7 +2,9 @@
 database, writes nothing half-done, and the next run ends with the undisturbed tables.
 
 The server is a private cluster made for this module (initdb and pg_ctl into a temporary
-folder, on a free port), never the shared one the other tests use.
+folder, on a free port), never the shared one the other tests use. The server programs are
+found whatever PostgreSQL version is installed; in CI (`CI` set) not finding them fails the test
+instead of skipping it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from ct_pipeline_tests.reliability.conftest import (
 
 pytestmark = pytest.mark.postgres
 
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+SERVER_PROGRAMS = ("initdb", "pg_ctl")
+DEBIAN_VERSIONS = Path("/usr/lib/postgresql")
 HELD_SECONDS = 4.0
 RUN_TIMEOUT_SECONDS = 180
 
@@ -43,7 +46,8 @@ class PrivateCluster:
     """A PostgreSQL cluster in a temporary folder, owned by the `postgres` user when run as root
     (initdb refuses to run as root)."""
 
-    def __init__(self) -> None:
+    def __init__(self, programs: Path) -> None:
+        self.programs = programs
         self.folder = Path(tempfile.mkdtemp(prefix="ct_reliability_pg_"))
         self.data = self.folder / "data"
         self.port = _free_port()
@@ -73,18 +77,22 @@ class PrivateCluster:
         assert done.returncode == 0, f"{program} failed: {done.stderr[-2000:]}"
 
     def _command(self, program: str, *args: str) -> list[str]:
-        command = [str(POSTGRES_BIN / program), *args]
+        command = [str(self.programs / program), *args]
         return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PrivateCluster]:
     """A private PostgreSQL server for this module."""
-    if not (POSTGRES_BIN / "initdb").exists():
-        pytest.skip(f"needs PostgreSQL 15's initdb and pg_ctl in {POSTGRES_BIN}")
+    programs = server_programs()
+    if programs is None:
+        _skip_unless_ci(
+            "needs PostgreSQL's initdb and pg_ctl (apt-get install postgresql; looked in "
+            "`pg_config --bindir`, /usr/lib/postgresql/*/bin and PATH)"
+        )
     if os.geteuid() == 0 and not _has_user("postgres"):
-        pytest.skip("running as root needs a `postgres` user to own the private cluster")
-    server = PrivateCluster()
+        _skip_unless_ci("needs a `postgres` user to own the private cluster when run as root")
+    server = PrivateCluster(programs)
     server.start()
     try:
         yield server
@@ -144,6 +152,35 @@ def test_postgres_going_away_mid_run_fails_the_run_cleanly_and_the_next_run_comp
     assert_same_clevertap(after, undisturbed.after_full_sync)
 
 
+def server_programs(versions: Path = DEBIAN_VERSIONS) -> Path | None:
+    """The folder holding initdb and pg_ctl: `pg_config --bindir`, else the newest
+    `versions`/<version>/bin (Debian keeps them off PATH), else PATH."""
+    candidates = []
+    if pg_config := shutil.which("pg_config"):
+        done = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if done.returncode == 0:
+            candidates.append(Path(done.stdout.strip()))
+    candidates += sorted(versions.glob("*/bin"), key=_major_version, reverse=True)
+    if on_path := shutil.which("pg_ctl"):
+        candidates.append(Path(on_path).parent)
+    for folder in candidates:
+        if all((folder / program).is_file() for program in SERVER_PROGRAMS):
+            return folder
+    return None
+
+
+def _major_version(folder: Path) -> tuple[int, ...]:
+    """(17,) for /usr/lib/postgresql/17/bin; () for a name that is not a version."""
+    name = folder.parent.name
+    return tuple(int(part) for part in name.split(".")) if name.replace(".", "").isdigit() else ()
+
+
+def _skip_unless_ci(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must not skip the PostgreSQL restart test: it {reason}")
+    pytest.skip(reason)
+
+
 def _wait_for(condition, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -163,3 +200,26 @@ def _has_user(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def test_the_newest_installed_server_is_found_off_path(tmp_path, monkeypatch):
+    for version in ("9.6", "15", "17"):
+        folder = tmp_path / version / "bin"
+        folder.mkdir(parents=True)
+        for program in SERVER_PROGRAMS:
+            (folder / program).write_text("")
+    (tmp_path / "18" / "bin").mkdir(parents=True)  # a client-only install: no server programs
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+
+    assert server_programs(tmp_path) == tmp_path / "17" / "bin"
+    assert server_programs(tmp_path / "none") is None
+
+
+def test_missing_server_programs_fail_the_test_in_ci_instead_of_skipping(monkeypatch):
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI must not skip"):
+        _skip_unless_ci("needs PostgreSQL's initdb")
+
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        _skip_unless_ci("needs PostgreSQL's initdb")

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from ct_pipeline.warehouse import WarehouseResource
+from ct_pipeline.warehouse.resource import (
+    WarehouseDataError,
+    WarehouseTransaction,
+    WarehouseUrlError,
+    dispose_engine,
+)
+from ct_pipeline_tests.conftest import postgres_schema
+
+PHONE = "+919876543210"
+EMAIL = "asha.rao@example.in"
 
 
 def contacts_frame() -> pd.DataFrame:
@@ -181,3 +196,131 @@ def test_numpy_keys_find_their_rows(warehouse: WarehouseResource):
 
     assert sorted(found["name"]) == ["a", "c"]
     assert deleted == 1
+
+
+def test_a_nul_in_text_is_stored_as_the_replacement_character_on_both_databases(
+    warehouse: WarehouseResource,
+):
+    frame = pd.DataFrame(
+        {
+            "id": pd.Series(["1\x00", "2"], dtype="str"),
+            "name": pd.Series(["Asha\x00 Rao", None], dtype="str"),
+            "note": pd.Series(["a\x00b\x00", 7], dtype="object"),
+        }
+    )
+
+    warehouse.replace_table("contacts", frame, key=["id"])
+    warehouse.upsert("contacts", frame.assign(name="Ravi\x00"), key=["id"])
+    with warehouse.transaction() as tx:
+        tx.append("contacts_log", frame)
+
+    expected = {"1\ufffd": "Ravi\ufffd", "2": "Ravi\ufffd"}
+    assert warehouse.read_table("contacts").set_index("id")["name"].to_dict() == expected
+    assert warehouse.read_table("contacts_log")["note"].tolist() == ["a\ufffdb\ufffd", "7"]
+    # A key is looked up as it was written: the NUL in the asked value is replaced too.
+    assert warehouse.read_rows("contacts", "id", ["1\x00"])["name"].tolist() == ["Ravi\ufffd"]
+    assert warehouse.delete_keys("contacts", "id", ["1\x00"]) == 1
+    # A slice of a column shares the column's bytes: only its own values are judged.
+    column = pd.Series(["a\x00", "b", "c\x00d"], dtype="str")
+    warehouse.replace_table("first", column.iloc[1:2].to_frame("v"))
+    warehouse.replace_table("rest", column.iloc[1:].to_frame("v"))
+    assert warehouse.read_table("first")["v"].tolist() == ["b"]
+    assert sorted(warehouse.read_table("rest")["v"]) == ["b", "c\ufffdd"]
+
+
+def test_a_failed_statement_names_no_value_it_was_given(warehouse: WarehouseResource):
+    warehouse.replace_table("contacts", pd.DataFrame({"id": ["1"], "n": [1]}), key=["id"])
+
+    with pytest.raises(sa.exc.StatementError) as failed, warehouse.transaction() as tx:
+        tx.execute(
+            "INSERT INTO contacts (id, phone, email) VALUES (:id, :phone, :email)",
+            {"id": "2", "phone": PHONE, "email": EMAIL},
+        )
+
+    explained = str(failed.value)
+    assert "parameters hidden" in explained
+    assert PHONE not in explained and EMAIL not in explained
+
+
+@pytest.mark.parametrize("driver", ["psycopg2", "pg8000", "asyncpg"])
+def test_a_postgres_url_for_another_driver_is_refused_before_the_first_write(driver: str):
+    url = f"postgresql+{driver}://ct:secret-password@127.0.0.1:5432/ct_warehouse"
+    warehouse = WarehouseResource(url=url)
+
+    with pytest.raises(WarehouseUrlError, match=r"write the URL as postgresql\+psycopg://") as no:
+        warehouse.upsert("contacts", pd.DataFrame({"id": ["1"]}), key=["id"])
+
+    assert f"the {driver} driver" in str(no.value) and "secret-password" not in str(no.value)
+
+
+def test_a_run_with_a_psycopg2_warehouse_fails_at_resource_setup_saying_what_to_write():
+    @dg.asset
+    def written(warehouse: WarehouseResource) -> None:
+        warehouse.set_state("never", "reached")
+
+    url = "postgresql+psycopg2://ct@127.0.0.1:5432/ct_warehouse"
+    with pytest.raises(dg.DagsterResourceFunctionError) as failed:
+        dg.materialize([written], resources={"warehouse": WarehouseResource(url=url)})
+
+    assert isinstance(failed.value.__cause__, WarehouseUrlError)
+    assert "postgresql+psycopg://" in str(failed.value.__cause__)
+
+
+@pytest.mark.postgres
+def test_bulk_writes_on_postgres_go_through_copy_not_one_insert_per_row():
+    rows = 5_000
+    frame = pd.DataFrame({"id": [f"{n:019d}" for n in range(rows)], "n": range(rows)})
+    with postgres_schema() as url, tempfile.TemporaryDirectory() as folder:
+        warehouse = WarehouseResource(url=url)
+        trace = Path(folder) / "libpq.trace"
+        with warehouse.engine.begin() as connection, trace.open("w") as sink:
+            # libpq's own trace of every protocol message the client sends and receives.
+            wire = connection.connection.driver_connection.pgconn
+            wire.trace(sink.fileno())
+            tx = WarehouseTransaction(connection)
+            tx.replace_table("big", frame, key=["id"])
+            tx.upsert("big", frame.assign(n=frame["n"] + 1), key=["id"])
+            tx.append("big_log", frame)
+            wire.untrace()
+        sent = [line.split("\t") for line in trace.read_text().splitlines()]
+        assert int(warehouse.read_table("big")["n"].sum()) == sum(range(rows)) + rows
+        dispose_engine(url)
+
+    queries = [fields[-1] for fields in sent if len(fields) > 3 and fields[3] == "Query"]
+    statements = [
+        fields[-1] for fields in sent if len(fields) > 3 and fields[3] in ("Query", "Parse")
+    ]
+    copies = [query for query in queries if query.lstrip(' "').startswith("COPY ")]
+    assert len(copies) == 3
+    assert all("FROM STDIN" in query for query in copies)
+    assert sum(1 for fields in sent if len(fields) > 3 and fields[3] == "CopyData") >= 3
+    assert not [text for text in statements if "VALUES" in text.upper()]
+    # The statement count does not grow with the rows: a handful per write.
+    assert len(statements) < 60
+
+
+@pytest.mark.postgres
+def test_postgres_refusing_a_value_says_where_without_the_value():
+    with postgres_schema() as url:
+        warehouse = WarehouseResource(url=url)
+        warehouse.replace_table(
+            "people", pd.DataFrame({"identity": [PHONE], "n": [1]}), ["identity"]
+        )
+        refusals = []
+        for write in (
+            lambda tx: tx.append("people", pd.DataFrame({"identity": [EMAIL], "n": [EMAIL]})),
+            lambda tx: tx.append("people", pd.DataFrame({"identity": [PHONE], "n": [2]})),
+            lambda tx: tx.read_rows("people", "n", [f"{PHONE} {EMAIL}"]),
+        ):
+            with pytest.raises(WarehouseDataError) as refused, warehouse.transaction() as tx:
+                write(tx)
+            refusals.append(str(refused.value))
+        kept = warehouse.read_table("people").to_dict("list")
+        dispose_engine(url)
+
+    typed, duplicate, looked_up = refusals
+    assert "InvalidTextRepresentation" in typed and 'COPY people, line 1, column n: "..."' in typed
+    assert "UniqueViolation (SQLSTATE 23505)" in duplicate and '"people_pkey"' in duplicate
+    assert "InvalidTextRepresentation" in looked_up
+    assert not [text for text in refusals if PHONE in text or EMAIL in text]
+    assert kept == {"identity": [PHONE], "n": [1]}
