@@ -636,6 +636,7 @@ def clevertap_event_sync(
                         }
                     ),
                 )
+                crash_point("trigger_bookkeeping")
 
     every = pd.concat(outcomes, ignore_index=True) if outcomes else pd.DataFrame()
     warehouse.replace_table(EVENT_OUTCOMES, every) if len(every) else None

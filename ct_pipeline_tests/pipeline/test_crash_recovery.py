@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ct_pipeline_tests.pipeline.conftest import Pipeline
+from ct_pipeline_tests.pipeline.conftest import Pipeline, write_config
 from ct_pipeline_tests.pipeline.test_sync import pushed_contact_deal, uploaded_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,8 +90,8 @@ def test_dagster_job_execute_runs_the_sync_from_environment_variables_alone(
 def test_a_profile_batch_in_flight_when_the_run_is_killed_is_an_unknown_outcome_for_the_policy(
     pipeline: Pipeline, tmp_path, policy: str
 ):
-    pipeline.config_path = sync_config(
-        tmp_path, batch_size=PROFILE_BATCH, unknown_outcome_policy=policy
+    pipeline.config_path = write_config(
+        tmp_path, clevertap={"batch_size": PROFILE_BATCH, "unknown_outcome_policy": policy}
     )
     # The first upload request to arrive is held; the other batches are answered and recorded.
     pipeline.clevertap("POST", "faults", {"slow_seconds": HELD_SECONDS, "slow_count": 1})
@@ -173,14 +173,6 @@ def test_events_sent_by_a_killed_run_are_marked_unknown_and_handled_by_the_polic
         assert outbox["status"].tolist() == ["held"]
         assert outbox["reason"].tolist() == ["unknown_outcome"]
         assert len(events) == 1
-
-
-def sync_config(tmp_path: Path, **clevertap: object) -> str:
-    """A sync configuration with these `clevertap` settings (the rest default); its path."""
-    path = tmp_path / "sync.yaml"
-    settings = ", ".join(f"{key}: {value}" for key, value in clevertap.items())
-    path.write_text(f"clevertap: {{{settings}}}\n")
-    return str(path)
 
 
 def held_upload_identities(pipeline: Pipeline) -> set[str]:
