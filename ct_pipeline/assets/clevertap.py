@@ -511,22 +511,24 @@ def clevertap_event_batches(
     sync_config: SyncConfigResource,
 ) -> dg.MaterializeResult:
     config = sync_config.load()
+    policy = config.clevertap.unknown_outcome_policy
     unknown = read_outbox(warehouse, [SENDING])
-    if len(unknown):
-        policy = config.clevertap.unknown_outcome_policy
+    # A dry run decides nothing for the real run after it: it shows what the policy would do.
+    if len(unknown) and not is_dry_run(context):
         status = PENDING if policy == "resend" else HELD
         with warehouse.transaction() as tx:
             set_outbox_status(
                 tx,
                 pd.DataFrame(
-                    {"event_id": unknown["event_id"], "status": status, "reason": "unknown_outcome"}
+                    {"event_id": unknown["event_id"], "status": status, "reason": UNKNOWN_OUTCOME}
                 ),
             )
+    if len(unknown):
         context.log.warning(
             f"{len(unknown)} outbox rows had an unknown outcome; policy {policy}: "
             f"{'sending them again' if policy == 'resend' else 'held for review'}"
         )
-    pending = read_outbox(warehouse, [PENDING])
+    pending = read_outbox(warehouse, [PENDING, SENDING] if policy == "resend" else [PENDING])
     # Numbered within each kind: campaign rows interleaved with events would otherwise split
     # the events into more /1/upload requests than their count needs.
     position = pending.groupby("kind", sort=False).cumcount() if len(pending) else []
@@ -546,7 +548,7 @@ def clevertap_event_batches(
             "pending events": int((pending["kind"] == EVENT_KIND).sum()),
             "pending campaign triggers": int((pending["kind"] == CAMPAIGN_KIND).sum()),
             "unknown outcomes found": len(unknown),
-            "unknown outcome policy": config.clevertap.unknown_outcome_policy,
+            "unknown outcome policy": policy,
         }
     )
 
