@@ -143,7 +143,7 @@ def deal_stage_events(
         deals = warehouse.read_rows(TABLES["Deals"], "id", changed_deals["zoho_id"])
         snapshot = warehouse.read_rows(STAGE_SNAPSHOT, "deal_id", changed_deals["zoho_id"])
     contact_ids = deals["Contact_Name_id"].dropna() if "Contact_Name_id" in deals else []
-    identities = _push_identity_by_contact(warehouse, None if everything else contact_ids)
+    identities = push_identity_by_contact(warehouse, None if everything else contact_ids)
 
     events = pd.DataFrame() if first_sync else stage_transitions(deals, snapshot, config)
     outbox = outbox_rows(events, identities, config) if len(events) else pd.DataFrame()
@@ -770,7 +770,7 @@ def _sync_metadata(
     return metadata
 
 
-def _push_identity_by_contact(
+def push_identity_by_contact(
     warehouse: WarehouseResource, contact_ids: Iterable[str] | None = None
 ) -> pd.Series:
     """The identity each Contact's profile is pushed under (its duplicate group's canonical);

@@ -38,6 +38,9 @@ HELD = "held"
 # A held profile upload an operator released: the next run sends it again.
 RELEASED = "released"
 UNKNOWN_OUTCOME = "unknown_outcome"
+# Reasons an operator's release leaves on an outbox row.
+RELEASED_BY_OPERATOR = "released_by_operator"
+RELEASED_AS_SENT = "released_as_sent"
 
 OUTBOX_COLUMNS = [
     "event_id",
@@ -181,6 +184,13 @@ def release_profiles(tx: WarehouseTransaction, identities: Iterable[str]) -> int
     )
 
 
+def settle_profile_holds(tx: WarehouseTransaction, holds: pd.DataFrame) -> None:
+    """Take held profile uploads as delivered (an operator saw CleverTap has them): their
+    payload hash counts as accepted, and they are not sent again until they change."""
+    record_accepted_profiles(tx, holds)
+    forget_profile_holds(tx, holds["identity"])
+
+
 def forget_profile_holds(tx: WarehouseTransaction, identities: Iterable[str]) -> None:
     """Drop hold rows: released ones once batched again, or ones settled by an operator."""
     if tx.table_exists(PROFILE_HOLDS):
@@ -270,6 +280,19 @@ def set_outbox_status(
         update[["event_id", "status", "code", "error", "reason", "updated_at"]],
         key=["event_id"],
     )
+
+
+def release_outbox(tx: WarehouseTransaction, rows: pd.DataFrame, *, as_sent: bool) -> int:
+    """Let held outbox rows (`event_id`, `identity`) go: pending, for the next run to send, or
+    sent, when an operator saw that CleverTap has them; returns how many."""
+    if rows.empty:
+        return 0
+    update = rows[["event_id", "identity"]].assign(
+        status=SENT if as_sent else PENDING,
+        reason=RELEASED_AS_SENT if as_sent else RELEASED_BY_OPERATOR,
+        updated_at=_now(),
+    )
+    return tx.upsert(EVENT_OUTBOX, update, key=["event_id"])
 
 
 def count_attempt(tx: WarehouseTransaction, event_ids: list[str]) -> None:

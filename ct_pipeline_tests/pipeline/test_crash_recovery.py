@@ -16,7 +16,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from ct_pipeline.assets.common import mask_identity
+from ct_pipeline.cli import main
 from ct_pipeline_tests.pipeline.conftest import Pipeline, write_config
 from ct_pipeline_tests.pipeline.test_sync import pushed_contact_deal, uploaded_records
 
@@ -138,6 +141,38 @@ def test_a_profile_batch_in_flight_when_the_run_is_killed_is_an_unknown_outcome_
     uploads = pipeline.upload_requests()
     assert pipeline.run("incremental_sync").success
     assert pipeline.upload_requests() == uploads  # held stays held; nothing else is due
+    if policy == "hold":
+        assert_released_profiles_are_sent_again(pipeline, holds)
+
+
+def assert_released_profiles_are_sent_again(pipeline: Pipeline, holds) -> None:
+    """The held profiles are listed masked; one released as delivered is never sent again, the
+    others released are sent once more by the next run."""
+    listed = outbox_command(pipeline, "list", "--kind", "profile", "--limit", "500")
+    assert f"{len(holds)} held rows" in listed
+    assert mask_identity(holds["identity"].iloc[0]) in listed
+    assert not any(identity in listed for identity in holds["identity"])
+    settled, *released = holds.sort_values("contact_id").itertuples(index=False)
+    outbox_command(pipeline, "release", settled.contact_id, "--as-sent")
+    outbox_command(pipeline, "release", "--all", "--kind", "profile")
+    before = Counter(record["identity"] for record in uploaded_records(pipeline))
+
+    assert pipeline.run("incremental_sync").success
+
+    after = Counter(record["identity"] for record in uploaded_records(pipeline))
+    assert after - before == Counter(profile.identity for profile in released)
+    assert pipeline.warehouse.read_table("clevertap_profile_holds").empty
+    pushed = set(pipeline.warehouse.read_table("clevertap_pushed_profiles")["identity"])
+    assert set(holds["identity"]) <= pushed
+
+
+def outbox_command(pipeline: Pipeline, *arguments: str) -> str:
+    """Run `ct-pipeline outbox ...` on the pipeline's warehouse; its output."""
+    result = CliRunner().invoke(
+        main, ["outbox", *arguments], env={"CT_WAREHOUSE_URL": pipeline.warehouse.resolved_url}
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 @pytest.mark.parametrize("policy", ["resend", "hold"])
@@ -173,6 +208,15 @@ def test_events_sent_by_a_killed_run_are_marked_unknown_and_handled_by_the_polic
         assert outbox["status"].tolist() == ["held"]
         assert outbox["reason"].tolist() == ["unknown_outcome"]
         assert len(events) == 1
+        listed = outbox_command(pipeline, "list", "--reason", "unknown_outcome")
+        assert outbox["event_id"].iloc[0] in listed
+        assert "1 outbox rows and 0 profile uploads released" in outbox_command(
+            pipeline, "release", "--all", "--reason", "unknown_outcome"
+        )
+        assert pipeline.run("incremental_sync").success
+        assert len(uploaded_records(pipeline, "event")) == 2
+        statuses = pipeline.warehouse.read_table("event_outbox")["status"]
+        assert statuses.tolist() == ["sent"]
 
 
 def held_upload_identities(pipeline: Pipeline) -> set[str]:
