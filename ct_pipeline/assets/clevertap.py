@@ -99,6 +99,7 @@ EVENT_DEAL_COLUMNS = [
 PREVIEW_ROWS = 10
 # Outcomes kept in clevertap_rejections.
 REFUSED = frozenset({"rejected", "rejected_locally"})
+NO_OUTCOMES = UploadReport((), 0, 0).as_frame()
 # Profile records built, or parsed back from JSON for the upload, at a time.
 ITEMS_PER_READ = 10_000
 
@@ -640,8 +641,9 @@ def clevertap_event_sync(
                 )
                 crash_point("trigger_bookkeeping")
 
-    every = pd.concat(outcomes, ignore_index=True) if outcomes else pd.DataFrame()
-    warehouse.replace_table(EVENT_OUTCOMES, every) if len(every) else None
+    # This run's outcomes only, none included: the rejection share check reads them.
+    every = pd.concat(outcomes, ignore_index=True) if outcomes else _with_zoho_ids(NO_OUTCOMES, {})
+    warehouse.replace_table(EVENT_OUTCOMES, every)
     if len(every):
         unknown = int(
             ((every["outcome"] == "failed") & every["maybe_delivered"].astype(bool)).sum()

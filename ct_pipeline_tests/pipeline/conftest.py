@@ -67,11 +67,13 @@ class Pipeline:
         self,
         job_name: str = "incremental_sync",
         tags: dict[str, str] | None = None,
+        assets: list[dg.AssetsDefinition] | None = None,
         **overrides: Any,
     ) -> dg.ExecuteInProcessResult:
-        """Run one sync job in process; failures are returned, not raised."""
+        """Run one sync job in process (on `assets`, by default the sync's); failures are
+        returned, not raised."""
         defs = dg.Definitions(
-            assets=ALL_ASSETS,
+            assets=assets or ALL_ASSETS,
             asset_checks=CHECKS,
             jobs=SYNC_JOBS,
             resources=self.resources(**overrides),
@@ -116,12 +118,15 @@ def write_config(tmp_path: Path, **sections: dict[str, Any]) -> str:
     return str(path)
 
 
-def move_deals(pipeline: Pipeline, stage: str, count: int, at: datetime) -> list[str]:
-    """Move `count` deals of distinct pushed Contacts (lowest ids first) to `stage` in Zoho,
-    all modified at `at`; returns their ids."""
+def move_deals(
+    pipeline: Pipeline, stage: str, count: int, at: datetime, contacts: set[str] | None = None
+) -> list[str]:
+    """Move `count` deals of distinct Contacts (lowest ids first) to `stage` in Zoho, all
+    modified at `at`; returns their ids. The Contacts are those pushed, or `contacts`."""
     deals = pipeline.warehouse.read_table("zoho_deals")
-    pushed = set(pipeline.warehouse.read_table("profile_attributes")["crm_contact_id"])
-    candidates = deals[deals["Contact_Name_id"].isin(pushed) & (deals["Stage"] != stage)]
+    if contacts is None:
+        contacts = set(pipeline.warehouse.read_table("profile_attributes")["crm_contact_id"])
+    candidates = deals[deals["Contact_Name_id"].isin(contacts) & (deals["Stage"] != stage)]
     chosen = candidates.sort_values("id").drop_duplicates("Contact_Name_id").head(count)
     pipeline.zoho(
         "POST",

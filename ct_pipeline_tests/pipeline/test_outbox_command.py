@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from click.testing import CliRunner
 
 from ct_pipeline.cli import main
-from ct_pipeline_tests.pipeline.conftest import Pipeline
+from ct_pipeline_tests.pipeline.conftest import Pipeline, move_deals
 from ct_pipeline_tests.pipeline.test_crash_recovery import outbox_command
 from ct_pipeline_tests.pipeline.test_sync import uploaded_records
 
@@ -21,20 +21,15 @@ def test_an_event_held_for_a_contact_without_identity_goes_out_once_released_aft
     assert pipeline.run("nightly_full_sync").success
     queue = pipeline.warehouse.read_table("identity_review_queue")
     unreachable = set(queue.loc[queue["reason"] == "no_phone_or_email", "zoho_id"])
-    deals = pipeline.warehouse.read_table("zoho_deals")
-    deal = deals[deals["Contact_Name_id"].isin(unreachable)].sort_values("id").iloc[0]
-    stamp = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0).isoformat()
-    pipeline.zoho(
-        "POST",
-        "records/Deals",
-        [{"id": deal["id"], "Stage": "Closed Lost", "Modified_Time": stamp}],
-    )
+    at = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    (moved,) = move_deals(pipeline, "Closed Lost", 1, at, contacts=unreachable)
+    contact = pipeline.warehouse.read_table("zoho_deals").set_index("id").loc[moved]
     assert pipeline.run("incremental_sync").success
     (held,) = pipeline.warehouse.read_table("event_outbox").itertuples(index=False)
     assert (held.status, held.reason) == ("held", "no_pushed_identity_for_contact")
 
     listed = outbox_command(pipeline, "list")
-    assert held.event_id in listed and deal["id"] in listed
+    assert held.event_id in listed and moved in listed
     # Nobody to send it to yet: it stays held, and the command says why.
     refused = outbox_command(pipeline, "release", held.event_id)
     assert "0 outbox rows" in refused and "no pushed identity" in refused
@@ -43,7 +38,7 @@ def test_an_event_held_for_a_contact_without_identity_goes_out_once_released_aft
     pipeline.zoho(
         "POST",
         "records/Contacts",
-        [{"id": deal["Contact_Name_id"], "Mobile": NEW_MOBILE, "Modified_Time": stamp}],
+        [{"id": contact["Contact_Name_id"], "Mobile": NEW_MOBILE, "Modified_Time": at.isoformat()}],
     )
     assert pipeline.run("incremental_sync").success
     assert uploaded_records(pipeline, "event") == []  # held rows stay held until released
@@ -59,7 +54,7 @@ def test_an_event_held_for_a_contact_without_identity_goes_out_once_released_aft
 
     (event,) = uploaded_records(pipeline, "event")
     assert event["identity"] == NEW_MOBILE
-    assert event["evtData"]["deal_id"] == deal["id"]
+    assert event["evtData"]["deal_id"] == moved
     assert pipeline.warehouse.read_table("event_outbox")["status"].tolist() == ["sent"]
 
 
