@@ -21,10 +21,10 @@ OWN_MOBILE_KINDS = (*PERSON_MOBILE_KINDS, "foreign_plus")
 OWN_PHONE_KINDS = ("plain", "spaced", "e164", "trunk_dashed")
 
 
-def readable_records(crm: SyntheticCrm) -> pd.DataFrame:
-    """Each Contact and unconverted Lead (converted Leads are not served by the Zoho API) with
-    its person, and the person's own mobile (E.164) and email it carries, if any."""
-    leads = crm.leads[~crm.leads["Converted__s"].astype(bool)]
+def readable_records(crm: SyntheticCrm, lead_ids: set[str]) -> pd.DataFrame:
+    """Each Contact and each Lead of `lead_ids` (those Zoho served) with its person, and the
+    person's own mobile (E.164) and email it carries, if any."""
+    leads = crm.leads[crm.leads["id"].isin(lead_ids)]
     rows = []
     for module, frame in (("Contacts", crm.contacts), ("Leads", leads)):
         for record in frame.to_dict("records"):
@@ -49,22 +49,22 @@ def owners(records: pd.DataFrame) -> dict[str, set[int]]:
     return found
 
 
-def expected_identities(records: pd.DataFrame) -> dict[int, set[str]]:
-    """The identities each person with a reachable Contact should be pushed under.
-
-    A person's records that share a mobile or an email are one profile; records that share
-    nothing cannot be told to be one person, so each such part with a Contact is a profile of
-    its own. A profile's identity is its mobile, else its email (`identity.order`).
-    """
-    expected: dict[int, set[str]] = {}
+def profiles_of(records: pd.DataFrame) -> dict[int, list[pd.DataFrame]]:
+    """The profiles each person with a reachable Contact should have: their records linked,
+    directly or not, by a shared mobile or email. Records that share nothing cannot be told to
+    be one person, so each such part with a Contact and a value is a profile of its own."""
+    found: dict[int, list[pd.DataFrame]] = {}
     for person, own in records.groupby("person"):
         for part in _linked_parts(own):
-            if "Contacts" not in set(part["module"]):
-                continue
-            identity = _first(part["mobile"]) or _first(part["email"])
-            if identity:
-                expected.setdefault(int(person), set()).add(identity)
-    return expected
+            reachable = part["mobile"].notna() | part["email"].notna()
+            if "Contacts" in set(part["module"]) and reachable.any():
+                found.setdefault(int(person), []).append(part)
+    return found
+
+
+def own_identity(part: pd.DataFrame) -> str:
+    """The identity of a profile made of one record: its mobile, else its email."""
+    return _first(part["mobile"]) or str(_first(part["email"]))
 
 
 def _linked_parts(records: pd.DataFrame) -> list[pd.DataFrame]:
