@@ -1,13 +1,18 @@
 """Data-quality checks on the sync's tables; the blocking ones stop bad data before CleverTap."""
 
 import dagster as dg
+import orjson
 import pandas as pd
 import pandera.pandas as pa
 
 from ct_pipeline.assets import incremental
 from ct_pipeline.assets.clevertap import (
+    EVENT_BATCHES,
+    EVENT_OUTCOMES,
     PROFILE_BATCHES,
+    PROFILE_OUTCOMES,
     clevertap_event_batches,
+    clevertap_event_sync,
     clevertap_profile_batches,
     clevertap_profile_sync,
 )
@@ -173,53 +178,121 @@ def profile_identities_valid(
     blocking=True,
     description=(
         "Each upload batch holds at most the configured batch size (never above CleverTap's "
-        "1,000) and no identity twice."
+        "1,000); the identity each record is uploaded under (reconciliation may have chosen "
+        "one CleverTap already held) is a valid E.164 number or email, and no two records are "
+        "uploaded under one identity: CleverTap would merge those people."
     ),
 )
 def profile_batches_well_formed(
     warehouse: WarehouseResource, sync_config: SyncConfigResource
 ) -> dg.AssetCheckResult:
     limit = min(sync_config.load().clevertap.batch_size, CLEVERTAP_MAX_BATCH)
-    batches = warehouse.read_table(PROFILE_BATCHES, columns=["batch", "identity"])
-    sizes = batches.groupby("batch").size() if len(batches) else pd.Series(dtype="int64")
-    repeated = int(batches.duplicated(["batch", "identity"]).sum()) if len(batches) else 0
-    largest = int(sizes.max()) if len(sizes) else 0
+    batches = warehouse.read_table(PROFILE_BATCHES, columns=["batch", "identity", "record"])
+    largest = _largest_batch(batches)
+    uploaded = pd.Series(
+        [orjson.loads(record).get("identity") for record in batches["record"]], dtype="object"
+    )
+    repeated = int(uploaded.duplicated().sum())
+    invalid = _invalid_identities(uploaded, reconciled=uploaded != batches["identity"])
     return dg.AssetCheckResult(
-        passed=largest <= limit and repeated == 0,
-        metadata={"largest batch": largest, "limit": limit, "identities repeated": repeated},
+        passed=largest <= limit and repeated == 0 and invalid == 0,
+        metadata={
+            "largest batch": largest,
+            "limit": limit,
+            "uploaded identities repeated": repeated,
+            "invalid uploaded identities": invalid,
+        },
     )
 
 
 @dg.asset_check(
     asset=clevertap_event_batches,
     blocking=True,
-    description="Every event waiting to be sent has an identity and a name.",
+    description=(
+        "Every event and campaign trigger waiting to be sent has an identity and a name, and "
+        "each event batch holds at most the configured batch size."
+    ),
 )
-def event_batches_addressed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    batches = warehouse.read_table("clevertap_event_batches", columns=["identity", "name"])
+def event_batches_addressed(
+    warehouse: WarehouseResource, sync_config: SyncConfigResource
+) -> dg.AssetCheckResult:
+    limit = min(sync_config.load().clevertap.batch_size, CLEVERTAP_MAX_BATCH)
+    batches = warehouse.read_table(EVENT_BATCHES, columns=["batch", "kind", "identity", "name"])
     unaddressed = int((batches["identity"].isna() | batches["name"].isna()).sum())
-    return dg.AssetCheckResult(passed=unaddressed == 0, metadata={"without identity": unaddressed})
+    largest = _largest_batch(batches, by=["kind", "batch"])
+    return dg.AssetCheckResult(
+        passed=unaddressed == 0 and largest <= limit,
+        metadata={"without identity": unaddressed, "largest batch": largest, "limit": limit},
+    )
 
 
 @dg.asset_check(
     asset=clevertap_profile_sync,
     description=(
-        "The share of pushed profiles CleverTap (or the local rules) rejected stays below "
-        "quality.rejection_ceiling; rejected records are in the clevertap_rejections table."
+        "Warns when the share of pushed profiles CleverTap (or the local rules) rejected is "
+        "above quality.rejection_ceiling; rejected records are in the clevertap_rejections "
+        "table (`ct-pipeline rejections`)."
     ),
 )
 def profile_rejection_share(
     warehouse: WarehouseResource, sync_config: SyncConfigResource
 ) -> dg.AssetCheckResult:
-    ceiling = sync_config.load().quality.rejection_ceiling
-    outcomes = warehouse.read_table("clevertap_profile_outcomes", columns=["outcome"])
+    return _rejection_share(
+        warehouse, PROFILE_OUTCOMES, sync_config.load().quality.rejection_ceiling
+    )
+
+
+@dg.asset_check(
+    asset=clevertap_event_sync,
+    description=(
+        "Warns when the share of stage events CleverTap (or the local rules) rejected in this "
+        "run is above quality.rejection_ceiling; rejected events are in clevertap_rejections "
+        "and their outbox rows are `rejected`."
+    ),
+)
+def event_rejection_share(
+    warehouse: WarehouseResource, sync_config: SyncConfigResource
+) -> dg.AssetCheckResult:
+    return _rejection_share(warehouse, EVENT_OUTCOMES, sync_config.load().quality.rejection_ceiling)
+
+
+def _rejection_share(
+    warehouse: WarehouseResource, table: str, ceiling: float
+) -> dg.AssetCheckResult:
+    outcomes = warehouse.read_table(table, columns=["outcome"])
     attempted = outcomes[outcomes["outcome"] != "dry_run"]
     rejected = int(attempted["outcome"].isin(["rejected", "rejected_locally"]).sum())
     share = rejected / max(len(attempted), 1)
     return dg.AssetCheckResult(
         passed=share <= ceiling,
-        metadata={"rejected": rejected, "attempted": len(attempted), "share": round(share, 4)},
+        # After the upload, nothing is left to stop: a warning for the person in the UI.
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rejected": rejected,
+            "attempted": len(attempted),
+            "share": round(share, 4),
+            "ceiling": ceiling,
+        },
     )
+
+
+def _largest_batch(batches: pd.DataFrame, by: list[str] | None = None) -> int:
+    if batches.empty:
+        return 0
+    return int(batches.groupby(by or ["batch"]).size().max())
+
+
+def _invalid_identities(identities: pd.Series, reconciled: pd.Series) -> int:
+    """Identities that are neither an email nor an E.164 number; those reconciliation took
+    from CleverTap's answers are also parsed with libphonenumber (the others were, in
+    profile_identities_valid)."""
+    text = identities.astype("str")
+    email = text.str.match(EMAIL_PATTERN)
+    phone = text.str.match(E164_PATTERN)
+    shaped_badly = identities.isna() | ~(email | phone)
+    checked = text[phone & reconciled.to_numpy()]
+    parsed_badly = int((normalize_phones(checked)["e164"] != checked).sum()) if len(checked) else 0
+    return int(shaped_badly.sum()) + parsed_badly
 
 
 CHECKS = [
@@ -230,4 +303,5 @@ CHECKS = [
     profile_batches_well_formed,
     event_batches_addressed,
     profile_rejection_share,
+    event_rejection_share,
 ]

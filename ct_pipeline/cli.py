@@ -26,6 +26,8 @@ PIPED_WIDTH = 140
 REVIEW_QUEUE = "identity_review_queue"
 IDENTITIES = "contact_identities"
 REJECTIONS = "clevertap_rejections"
+OUTBOX_STATUSES = ["held", "sending", "pending", "sent", "rejected"]
+HELD_KINDS = ["event", "campaign", "profile"]
 _AT_SIGN_WORD = re.compile(r"[^\s@*]+@[^\s@]+")
 
 
@@ -337,6 +339,165 @@ def requeue_parked(warehouse_url: str | None, reason: str | None) -> None:
     )
 
 
+@main.group()
+def outbox() -> None:
+    """List and release what the sync holds back from CleverTap for review.
+
+    Outbox events and campaign triggers are held when their Contact has no pushed identity, or
+    when their outcome was unknown (sent by a run that died before CleverTap's answer was
+    recorded) under clevertap.unknown_outcome_policy: hold; profile uploads with an unknown
+    outcome are held the same way. Each subcommand reads CT_WAREHOUSE_URL (or --warehouse).
+    """
+
+
+@outbox.command("list")
+@warehouse_option
+@click.option(
+    "--status",
+    type=click.Choice(OUTBOX_STATUSES),
+    default="held",
+    show_default=True,
+    help="Rows in this status (sending: an unknown outcome the next run will resolve).",
+)
+@click.option("--kind", type=click.Choice(HELD_KINDS), default=None, help="Only this kind.")
+@click.option("--reason", default=None, help="Only this reason, e.g. unknown_outcome.")
+@limit_option
+def outbox_list(
+    warehouse_url: str | None, status: str, kind: str | None, reason: str | None, limit: int
+) -> None:
+    """Print held (or other) outbox rows and profile uploads, identities masked.
+
+    Counts by kind and reason, then the rows: `key` is what `ct-pipeline outbox release` takes
+    (an outbox event id, or a held profile's Zoho Contact id). Reads CT_WAREHOUSE_URL (or
+    --warehouse).
+    """
+    rows = _outbox_rows(_open_warehouse(warehouse_url, None), status, kind, reason)
+    if rows.empty:
+        click.echo(f"No {status} rows{_filters(kind=kind, reason=reason)}.")
+        return
+    _print_counts(rows, ["kind", "reason"], f"{status} rows")
+    shown = rows.sort_values(["kind", "updated_at", "key"]).head(limit)
+    _print_table(
+        shown.assign(identity=shown["identity"].map(_masked)),
+        ["key", "kind", "zoho_id", "identity", "reason", "attempts", "updated_at"],
+        f"{len(shown)} of {len(rows)} rows (identities masked; zoho_id: the Deal, or the Contact)",
+        wrapped=("identity", "reason"),
+    )
+
+
+@outbox.command("release")
+@warehouse_option
+@click.argument("keys", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every held row the filters match.")
+@click.option("--kind", type=click.Choice(HELD_KINDS), default=None, help="Only this kind.")
+@click.option("--reason", default=None, help="Only this reason, e.g. unknown_outcome.")
+@click.option(
+    "--as-sent",
+    is_flag=True,
+    help="Take them as delivered without sending (you checked CleverTap has them).",
+)
+def outbox_release(
+    warehouse_url: str | None,
+    keys: tuple[str, ...],
+    every: bool,
+    kind: str | None,
+    reason: str | None,
+    as_sent: bool,
+) -> None:
+    """Release held rows: the next sync sends them (or, with --as-sent, never does).
+
+    KEYS are the keys `ct-pipeline outbox list` prints; --all releases every held row the
+    filters match. An event whose Contact still has no pushed identity stays held. Reads
+    CT_WAREHOUSE_URL (or --warehouse).
+    """
+    from ct_pipeline.assets.clevertap import push_identity_by_contact
+    from ct_pipeline.warehouse.state import release_outbox, release_profiles, settle_profile_holds
+
+    if not keys and not every:
+        raise click.UsageError("name the KEYS to release (see `ct-pipeline outbox list`), or --all")
+    warehouse = _open_warehouse(warehouse_url, None)
+    held = _outbox_rows(warehouse, "held", kind, reason)
+    if keys:
+        unknown = sorted(set(keys) - set(held["key"]))
+        if unknown:
+            raise click.ClickException(
+                f"not held{_filters(kind=kind, reason=reason)}: {', '.join(unknown)}; "
+                "see `ct-pipeline outbox list`"
+            )
+        held = held[held["key"].isin(keys)]
+
+    profiles = held[held["kind"] == "profile"]
+    events = held[held["kind"] != "profile"]
+    if not as_sent:
+        # Sent under the identity the Contact's profile is pushed under now, if it has one.
+        current = push_identity_by_contact(warehouse, events["contact_id"].dropna())
+        now = events["contact_id"].map(current).astype("str")
+        events = events.assign(identity=events["identity"].astype("str").fillna(now))
+    addressed = events if as_sent else events[events["identity"].notna()]
+    with warehouse.transaction() as tx:
+        released = release_outbox(
+            tx, addressed.rename(columns={"key": "event_id"}), as_sent=as_sent
+        )
+        if as_sent:
+            settle_profile_holds(tx, profiles)
+        else:
+            release_profiles(tx, profiles["identity"])
+
+    outcome = "taken as delivered" if as_sent else "released; the next sync sends them"
+    click.echo(f"{released} outbox rows and {len(profiles)} profile uploads {outcome}.")
+    if len(addressed) < len(events):
+        click.echo(
+            f"{len(events) - len(addressed)} outbox rows stay held: their Contact still has no "
+            "pushed identity (see `ct-pipeline review-queue`)."
+        )
+
+
+def _outbox_rows(warehouse, status: str, kind: str | None, reason: str | None) -> pd.DataFrame:
+    """Outbox rows and profile holds in `status`, in one shape: key, kind, zoho_id, contact_id,
+    identity, reason, attempts, updated_at."""
+    from ct_pipeline.warehouse.state import profile_holds, read_outbox
+
+    events = read_outbox(warehouse, [status])
+    holds = profile_holds(warehouse)
+    holds = holds[holds["status"] == status]
+    rows = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "key": events["event_id"],
+                    "kind": events["kind"],
+                    "zoho_id": events["deal_id"],
+                    "contact_id": events["contact_id"],
+                    "identity": events["identity"],
+                    "reason": events["reason"],
+                    "attempts": events["attempts"].astype("Int64"),
+                    "updated_at": events["updated_at"].astype("str").str.slice(0, 16),
+                    "payload_hash": None,
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "key": holds["contact_id"],
+                    "kind": "profile",
+                    "zoho_id": holds["contact_id"],
+                    "contact_id": holds["contact_id"],
+                    "identity": holds["identity"],
+                    "reason": holds["reason"],
+                    "attempts": pd.array([pd.NA] * len(holds), dtype="Int64"),
+                    "updated_at": holds["held_at"].astype("str").str.slice(0, 16),
+                    "payload_hash": holds["payload_hash"],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    if kind:
+        rows = rows[rows["kind"] == kind]
+    if reason:
+        rows = rows[rows["reason"] == reason]
+    return rows.reset_index(drop=True)
+
+
 def masked_rejections(rows: pd.DataFrame) -> pd.DataFrame:
     """Rejection rows for display: profile keys (identities) masked, errors redacted."""
     from ct_pipeline.sensors import redact
@@ -428,12 +589,14 @@ def _print_counts(rows: pd.DataFrame, by: list[str], what: str) -> None:
     _print_table(counts, [*by, "count"], f"{len(rows)} {what}")
 
 
-def _print_table(rows: pd.DataFrame, columns: list[str], title: str) -> None:
+def _print_table(
+    rows: pd.DataFrame, columns: list[str], title: str, wrapped: tuple[str, ...] = ("error",)
+) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column, no_wrap=column != "error", overflow="fold")
+        table.add_column(column, no_wrap=column not in wrapped, overflow="fold")
     for values in rows[columns].itertuples(index=False):
         table.add_row(*("" if not _present(value) else str(value) for value in values))
     _console().print(table)

@@ -18,6 +18,9 @@ CRASH_POINTS = (
     "profile_bookkeeping",
     # CleverTap answered an event batch; its outcomes are written but not committed.
     "event_bookkeeping",
+    # CleverTap answered a batch of campaign triggers; their outcomes are written but not
+    # committed.
+    "trigger_bookkeeping",
 )
 
 

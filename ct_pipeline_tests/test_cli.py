@@ -89,6 +89,8 @@ def test_every_command_says_what_it_does_and_which_variables_it_reads():
         ("config", "check"): "CT_SYNC_CONFIG",
         ("review-queue",): "CT_WAREHOUSE_URL",
         ("rejections",): "CT_WAREHOUSE_URL",
+        ("outbox", "list"): "CT_WAREHOUSE_URL",
+        ("outbox", "release"): "CT_WAREHOUSE_URL",
     }
     for command, variable in expected.items():
         result = CliRunner().invoke(main, [*command, "--help"])

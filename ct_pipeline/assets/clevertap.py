@@ -1,14 +1,17 @@
 """From profile attributes and deal stages to CleverTap: events, upload batches, and the uploads.
 
-Profiles are pushed when their payload hash differs from the one CleverTap last accepted. Deal
-stage changes become events in the event outbox, in the transaction that advances the stage
-snapshot; the event upload marks a batch `sending` before its request leaves and `sent` only
-once CleverTap accepted it, so a retry never sends an accepted event twice.
+Profiles are pushed when their payload hash differs from the one CleverTap last accepted; a
+profile batch is marked in flight before its request leaves, so a run that dies before recording
+the answer leaves its profiles marked as having an unknown outcome. Deal stage changes become
+events in the event outbox, in the transaction that advances the stage snapshot; the event
+upload marks a batch `sending` before its request leaves and `sent` only once CleverTap accepted
+it, so a retry never sends an accepted event twice.
 """
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,15 +48,23 @@ from ct_pipeline.warehouse.state import (
     PERSON_CHANGES,
     PUSHED_PROFILES,
     REJECTED,
+    RELEASED,
     SENDING,
     SENT,
     STAGE_SNAPSHOT,
+    UNKNOWN_OUTCOME,
     clear_changes,
+    clear_profiles_in_flight,
     clear_rejections,
     count_attempt,
     enqueue_outbox,
     fold_accepted_profiles,
+    forget_profile_holds,
     full_derivation_pending,
+    hold_profiles,
+    mark_profiles_in_flight,
+    profile_holds,
+    profiles_in_flight,
     pushed_hashes,
     queued_changes,
     read_outbox,
@@ -88,6 +99,7 @@ EVENT_DEAL_COLUMNS = [
 PREVIEW_ROWS = 10
 # Outcomes kept in clevertap_rejections.
 REFUSED = frozenset({"rejected", "rejected_locally"})
+NO_OUTCOMES = UploadReport((), 0, 0).as_frame()
 # Profile records built, or parsed back from JSON for the upload, at a time.
 ITEMS_PER_READ = 10_000
 
@@ -132,7 +144,7 @@ def deal_stage_events(
         deals = warehouse.read_rows(TABLES["Deals"], "id", changed_deals["zoho_id"])
         snapshot = warehouse.read_rows(STAGE_SNAPSHOT, "deal_id", changed_deals["zoho_id"])
     contact_ids = deals["Contact_Name_id"].dropna() if "Contact_Name_id" in deals else []
-    identities = _push_identity_by_contact(warehouse, None if everything else contact_ids)
+    identities = push_identity_by_contact(warehouse, None if everything else contact_ids)
 
     events = pd.DataFrame() if first_sync else stage_transitions(deals, snapshot, config)
     outbox = outbox_rows(events, identities, config) if len(events) else pd.DataFrame()
@@ -248,7 +260,9 @@ def outbox_rows(events: pd.DataFrame, identities: pd.Series, config: SyncConfig)
         "The CleverTap profile records that changed since CleverTap last accepted them "
         "(compared by payload hash per identity), numbered into upload batches of at most the "
         "configured batch size, each under the identity reconciliation chose. A second run "
-        "with no CRM change holds nothing."
+        "with no CRM change holds nothing. Profiles a previous upload sent without recording "
+        "CleverTap's answer (it died mid-upload) have an unknown outcome: they are resent or "
+        "held for review, as clevertap.unknown_outcome_policy says, and counted here."
     ),
 )
 def clevertap_profile_batches(
@@ -257,7 +271,17 @@ def clevertap_profile_batches(
     sync_config: SyncConfigResource,
 ) -> dg.MaterializeResult:
     config = sync_config.load()
+    dry_run = is_dry_run(context)
     upload_as, held = upload_identities(warehouse)
+    unknown = profiles_in_flight(warehouse)
+    policy = config.clevertap.unknown_outcome_policy
+    holds = profile_holds(warehouse)
+    on_hold = set(holds.loc[holds["status"] == HELD, "identity"])
+    released = set(holds.loc[holds["status"] == RELEASED, "identity"])
+    if policy == "hold":
+        on_hold |= set(unknown["identity"])
+    # Sent again whatever their hash: CleverTap may hold either payload, or none.
+    resend = (set(unknown["identity"]) | released) - on_hold
     # With reconciliation decisions, who else uploads under an identity is a whole-table fact.
     if incremental.derives_everything(context, warehouse) or len(upload_as) or held:
         profiles = warehouse.read_table(PROFILE_TABLE)
@@ -265,15 +289,16 @@ def clevertap_profile_batches(
     else:
         # The profiles rewritten by this run, and those an earlier push did not deliver.
         wanted = set(warehouse.read_table(PROFILE_CHANGES_TABLE, columns=["identity"])["identity"])
-        wanted |= undelivered_batch_identities(warehouse)
+        wanted |= undelivered_batch_identities(warehouse) | resend
         profiles = warehouse.read_rows(PROFILE_TABLE, "identity", sorted(wanted))
         pushed = pushed_hashes(warehouse, sorted(wanted))
+    pushed = pushed[~pushed.index.isin(resend)]
     # Two people reconciled onto one CleverTap profile would be merged there: hold both.
     uploaded = profiles["identity"]
     if len(upload_as):
         uploaded = uploaded.map(upload_as).fillna(uploaded)
     held |= set(profiles.loc[uploaded.duplicated(keep=False), "identity"])
-    profiles = profiles[~profiles["identity"].isin(held)].reset_index(drop=True)
+    profiles = profiles[~profiles["identity"].isin(held | on_hold)].reset_index(drop=True)
     batches = changed_profile_records(profiles, pushed, config, upload_as)
     with warehouse.transaction() as tx:
         tx.replace_table(PROFILE_BATCHES, batches, key=["identity"])
@@ -281,7 +306,19 @@ def clevertap_profile_batches(
         clear_changes(tx, PERSON_CHANGES, None)
         if tx.table_exists(PREVIOUS_TABLE):
             tx.execute(f"DELETE FROM {PREVIOUS_TABLE}")
+        # A dry run decides nothing for the real run after it.
+        if not dry_run:
+            if policy == "hold":
+                hold_profiles(tx, unknown, UNKNOWN_OUTCOME)
+            clear_profiles_in_flight(tx, unknown["identity"])
+            forget_profile_holds(tx, released)
 
+    if len(unknown):
+        context.log.warning(
+            f"{len(unknown)} profiles had an unknown outcome (sent by an upload that ended "
+            f"before CleverTap's answer was recorded); policy {policy}: "
+            f"{'sending them again' if policy == 'resend' else 'held for review'}"
+        )
     context.log.info(f"{len(batches)} of {len(profiles)} profiles changed since the last push")
     return dg.MaterializeResult(
         metadata={
@@ -290,6 +327,10 @@ def clevertap_profile_batches(
             "changed": len(batches),
             "unchanged": len(profiles) - len(batches),
             "held by reconciliation": len(held),
+            "unknown outcomes found": len(unknown),
+            "unknown outcome policy": policy,
+            "held for review (unknown outcome)": len(on_hold),
+            "released for resending": len(released),
             "batches": int(batches["batch"].nunique()) if len(batches) else 0,
             "batch size": config.clevertap.batch_size,
         }
@@ -362,8 +403,9 @@ def changed_profile_records(
     owners=OWNERS,
     metadata={"dagster/column_schema": schemas.PROFILE_OUTCOMES},
     description=(
-        "Uploads the changed profiles to CleverTap (/1/upload). Each record's outcome is "
-        "written back as its batch finishes: accepted advances the stored payload hash "
+        "Uploads the changed profiles to CleverTap (/1/upload). Each batch is marked in flight "
+        "before its request leaves; each record's outcome is written back as its batch "
+        "finishes, clearing the mark: accepted advances the stored payload hash "
         "(journalled per batch, folded into clevertap_pushed_profiles when the upload ends); "
         "rejected is kept in clevertap_rejections with CleverTap's code and error and the Zoho "
         "id; failed stays changed and is sent by the next run. A dry run sends nothing."
@@ -381,32 +423,49 @@ def clevertap_profile_sync(
     contact_of = dict(zip(identities, batches["contact_id"].tolist(), strict=True))
     hash_of = dict(zip(identities, batches["payload_hash"].tolist(), strict=True))
     rejected_before = rejected_keys(warehouse, "profile")
+    run_id = context.run.run_id
+
+    # Upload threads mark their batches one at a time: the first creates the table.
+    marking = threading.Lock()
+
+    def profiles(keys: list[str]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "identity": keys,
+                "payload_hash": [hash_of[key] for key in keys],
+                "contact_id": [contact_of[key] for key in keys],
+            }
+        )
+
+    def mark_in_flight(number: int, batch: Sequence[UploadItem]) -> None:
+        marked = profiles([item.key for item in batch]).assign(batch=number, run_id=run_id)
+        with marking, warehouse.transaction() as tx:
+            mark_profiles_in_flight(tx, marked)
 
     def record_batch(result: BatchResult) -> None:
         if dry_run:
             return
         accepted = [o.key for o in result.outcomes if o.outcome == "accepted"]
         refused = [o for o in result.outcomes if o.outcome in REFUSED]
+        # A failure CleverTap may have processed stays in flight: an unknown outcome.
+        settled = [
+            o.key for o in result.outcomes if not (o.outcome == "failed" and o.maybe_delivered)
+        ]
         with warehouse.transaction() as tx:
-            record_accepted_profiles(
-                tx,
-                pd.DataFrame(
-                    {
-                        "identity": accepted,
-                        "payload_hash": [hash_of[key] for key in accepted],
-                        "contact_id": [contact_of[key] for key in accepted],
-                    }
-                ),
-            )
+            if result.batch is not None:
+                clear_profiles_in_flight(tx, settled)
+            record_accepted_profiles(tx, profiles(accepted))
             clear_rejections(tx, "profile", [key for key in accepted if key in rejected_before])
             if refused:
                 frame = _with_zoho_ids(UploadReport(tuple(refused), 0, 0).as_frame(), contact_of)
-                record_rejections(tx, _rejection_rows(frame, "profile", context.run.run_id))
+                record_rejections(tx, _rejection_rows(frame, "profile", run_id))
             crash_point("profile_bookkeeping")
 
     try:
         report = client.upload(
-            _upload_items(batches["identity"], batches["record"]), on_batch_done=record_batch
+            _upload_items(batches["identity"], batches["record"]),
+            on_batch_done=record_batch,
+            on_batch_sending=None if dry_run else mark_in_flight,
         )
     finally:
         fold_accepted_profiles(warehouse)
@@ -453,22 +512,24 @@ def clevertap_event_batches(
     sync_config: SyncConfigResource,
 ) -> dg.MaterializeResult:
     config = sync_config.load()
+    policy = config.clevertap.unknown_outcome_policy
     unknown = read_outbox(warehouse, [SENDING])
-    if len(unknown):
-        policy = config.clevertap.unknown_outcome_policy
+    # A dry run decides nothing for the real run after it: it shows what the policy would do.
+    if len(unknown) and not is_dry_run(context):
         status = PENDING if policy == "resend" else HELD
         with warehouse.transaction() as tx:
             set_outbox_status(
                 tx,
                 pd.DataFrame(
-                    {"event_id": unknown["event_id"], "status": status, "reason": "unknown_outcome"}
+                    {"event_id": unknown["event_id"], "status": status, "reason": UNKNOWN_OUTCOME}
                 ),
             )
+    if len(unknown):
         context.log.warning(
             f"{len(unknown)} outbox rows had an unknown outcome; policy {policy}: "
             f"{'sending them again' if policy == 'resend' else 'held for review'}"
         )
-    pending = read_outbox(warehouse, [PENDING])
+    pending = read_outbox(warehouse, [PENDING, SENDING] if policy == "resend" else [PENDING])
     # Numbered within each kind: campaign rows interleaved with events would otherwise split
     # the events into more /1/upload requests than their count needs.
     position = pending.groupby("kind", sort=False).cumcount() if len(pending) else []
@@ -488,7 +549,7 @@ def clevertap_event_batches(
             "pending events": int((pending["kind"] == EVENT_KIND).sum()),
             "pending campaign triggers": int((pending["kind"] == CAMPAIGN_KIND).sum()),
             "unknown outcomes found": len(unknown),
-            "unknown outcome policy": config.clevertap.unknown_outcome_policy,
+            "unknown outcome policy": policy,
         }
     )
 
@@ -578,9 +639,11 @@ def clevertap_event_sync(
                         }
                     ),
                 )
+                crash_point("trigger_bookkeeping")
 
-    every = pd.concat(outcomes, ignore_index=True) if outcomes else pd.DataFrame()
-    warehouse.replace_table(EVENT_OUTCOMES, every) if len(every) else None
+    # This run's outcomes only, none included: the rejection share check reads them.
+    every = pd.concat(outcomes, ignore_index=True) if outcomes else _with_zoho_ids(NO_OUTCOMES, {})
+    warehouse.replace_table(EVENT_OUTCOMES, every)
     if len(every):
         unknown = int(
             ((every["outcome"] == "failed") & every["maybe_delivered"].astype(bool)).sum()
@@ -709,7 +772,7 @@ def _sync_metadata(
     return metadata
 
 
-def _push_identity_by_contact(
+def push_identity_by_contact(
     warehouse: WarehouseResource, contact_ids: Iterable[str] | None = None
 ) -> pd.Series:
     """The identity each Contact's profile is pushed under (its duplicate group's canonical);

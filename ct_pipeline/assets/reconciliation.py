@@ -13,7 +13,13 @@ import dagster as dg
 import pandas as pd
 
 from ct_pipeline.assets import schemas
-from ct_pipeline.assets.common import CLEVERTAP_POOL, OWNERS, WAREHOUSE_KIND, mask_identity
+from ct_pipeline.assets.common import (
+    CLEVERTAP_POOL,
+    OWNERS,
+    WAREHOUSE_KIND,
+    is_dry_run,
+    mask_identity,
+)
 from ct_pipeline.assets.segments import TABLE as PROFILE_TABLE
 from ct_pipeline.assets.segments import profile_attributes
 from ct_pipeline.clevertap import CleverTapResource
@@ -43,7 +49,7 @@ CONFLICT = "conflict"
         "another identity is updated under that identity (`upload_identity`); answers naming two "
         "different profiles are a `conflict`, held for review. Off unless "
         "clevertap.reconcile_new_profiles is set; a re-run makes no lookups for people already "
-        "reconciled."
+        "reconciled. A dry run's decisions are provisional: the next real run asks again."
     ),
 )
 def clevertap_reconciliation(
@@ -52,6 +58,9 @@ def clevertap_reconciliation(
     clevertap: CleverTapResource,
     sync_config: SyncConfigResource,
 ) -> dg.MaterializeResult:
+    dry_run = is_dry_run(context)
+    if not dry_run:
+        forget_provisional_decisions(warehouse)
     if not sync_config.load().clevertap.reconcile_new_profiles:
         return dg.MaterializeResult(metadata={"enabled": False, "lookups": 0})
     profiles = warehouse.read_table(PROFILE_TABLE, columns=["identity", "Email", "crm_contact_id"])
@@ -65,7 +74,10 @@ def clevertap_reconciliation(
         answers, columns=["identity", "decision", "upload_identity", "lookups"]
     ).astype({"lookups": "int64"})
     if len(decisions):
-        warehouse.upsert(TABLE, decisions.drop(columns=["lookups"]), key=["identity"])
+        # A dry run's answers show what the upload would do; the real run asks again, since
+        # the app may create a profile in between.
+        stored = decisions.drop(columns=["lookups"]).assign(provisional=dry_run)
+        warehouse.upsert(TABLE, stored, key=["identity"])
 
     counts = decisions["decision"].value_counts().to_dict()
     context.log.info(f"reconciled {len(decisions)} new people: {counts}")
@@ -83,6 +95,13 @@ def clevertap_reconciliation(
             ),
         }
     )
+
+
+def forget_provisional_decisions(warehouse: WarehouseResource) -> None:
+    """Drop the decisions a dry run made, before a real run reconciles."""
+    if "provisional" in warehouse.column_names(TABLE):
+        with warehouse.transaction() as tx:
+            tx.execute(f"DELETE FROM {TABLE} WHERE provisional = :yes", {"yes": True})
 
 
 def upload_identities(warehouse: WarehouseResource) -> tuple[pd.Series, set[str]]:

@@ -137,6 +137,7 @@ RECONCILIATION = _schema(
     ("identity", "string", f"the person's identity ({PERSONAL})"),
     ("decision", "string", "new, same_identity, other_identity or conflict (held for review)"),
     ("upload_identity", "string", f"the identity CleverTap already holds them under ({PERSONAL})"),
+    ("provisional", "boolean", "decided by a dry run: the next real run looks the person up again"),
 )
 
 WEBHOOK_INBOX = _schema(

@@ -66,6 +66,8 @@ NOT_FOUND_MARKERS = ("not found", "no such", "does not exist")
 LOOKUP_FIELDS = {"identity": "identity", "email": "email", "object_id": "objectId"}
 
 BatchCallback = Callable[[BatchResult], None]
+# Called with a batch's number and items just before its request leaves.
+SendingCallback = Callable[[int, Sequence[UploadItem]], None]
 
 
 class CleverTapError(RuntimeError):
@@ -157,6 +159,7 @@ class CleverTapResource(dg.ConfigurableResource):
         items: Iterable[UploadItem],
         *,
         on_batch_done: BatchCallback | None = None,
+        on_batch_sending: SendingCallback | None = None,
         retry_uncertain: bool = True,
     ) -> UploadReport:
         """Upload records in batches; every item comes back with exactly one outcome.
@@ -170,6 +173,11 @@ class CleverTapResource(dg.ConfigurableResource):
         to a database that is not thread-safe. If it raises, batches not yet started are not
         sent and the error propagates.
 
+        `on_batch_sending` is called in the upload thread just before a batch's request leaves
+        (never in a dry run), so a caller can record that the batch may reach CleverTap: if the
+        process dies before `on_batch_done`, that record is all that says so. If it raises, the
+        batch is not sent and the error propagates.
+
         429, 503 and unopened connections are always retried. Timeouts and other 5xx may hide a
         request CleverTap did process; with `retry_uncertain` (fine for profiles, which merge)
         they are retried too, at the risk of an event recorded twice. Without it the batch
@@ -182,7 +190,10 @@ class CleverTapResource(dg.ConfigurableResource):
             return self._dry_run(plan, on_batch_done)
 
         by_key, requests, planned, fatal_error = self._send_batches(
-            plan, on_batch_done, self._retry_rule(retry_uncertain=retry_uncertain)
+            plan,
+            on_batch_done,
+            on_batch_sending,
+            self._retry_rule(retry_uncertain=retry_uncertain),
         )
         by_key.update(plan.rejected)
         report = UploadReport(
@@ -389,7 +400,11 @@ class CleverTapResource(dg.ConfigurableResource):
         )
 
     def _send_batches(
-        self, plan: _BatchPlan, on_batch_done: BatchCallback | None, rule: RetryRule
+        self,
+        plan: _BatchPlan,
+        on_batch_done: BatchCallback | None,
+        on_batch_sending: SendingCallback | None,
+        rule: RetryRule,
     ) -> tuple[dict[str, ItemOutcome], int, tuple[PlannedRequest, ...], str | None]:
         """Send the plan's batches with at most max_concurrency in flight, and no more than
         BATCHES_AHEAD_PER_REQUEST_SLOT times that built ahead; stop on refused credentials."""
@@ -405,6 +420,8 @@ class CleverTapResource(dg.ConfigurableResource):
             request = self._planned_request(number, len(batch), payload)
             if halt.reason is not None:
                 return BatchResult(number, _not_sent(number, batch, halt.reason), 0), request
+            if on_batch_sending is not None:
+                on_batch_sending(number, batch)
             response = transport.request("POST", UPLOAD_PATH, rule, payload=payload)
             outcomes = batch_outcomes(number, batch, response, credentials_hint=hint)
             if response.status in AUTH_FAILURE_STATUSES:

@@ -1,9 +1,10 @@
 """The sync state the warehouse keeps between runs: cursors, pushed hashes, stages, the outbox.
 
 Every table here is read and written only through these functions, so the delivery rules live
-in one place: a profile's hash advances only when CleverTap accepted it; an event is written to
-the outbox in the transaction that advances the deal-stage snapshot, marked `sending` before its
-request leaves, and `sent` only after CleverTap accepted it.
+in one place: a profile's hash advances only when CleverTap accepted it, and a profile batch is
+marked in flight before its request leaves; an event is written to the outbox in the transaction
+that advances the deal-stage snapshot, marked `sending` before its request leaves, and `sent`
+only after CleverTap accepted it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from ct_pipeline.warehouse.resource import WarehouseResource, WarehouseTransacti
 PUSHED_PROFILES = "clevertap_pushed_profiles"
 # Accepted hashes recorded batch by batch during an upload, until folded into PUSHED_PROFILES.
 PUSH_JOURNAL = "clevertap_push_journal"
+# Profiles of the upload batches whose request may have left and whose answer is not recorded.
+PROFILES_IN_FLIGHT = "clevertap_profiles_in_flight"
+# Profile uploads held for review (an unknown outcome under the `hold` policy), or released.
+PROFILE_HOLDS = "clevertap_profile_holds"
 STAGE_SNAPSHOT = "deal_stage_snapshot"
 EVENT_OUTBOX = "event_outbox"
 REJECTIONS = "clevertap_rejections"
@@ -30,6 +35,12 @@ SENDING = "sending"
 SENT = "sent"
 REJECTED = "rejected"
 HELD = "held"
+# A held profile upload an operator released: the next run sends it again.
+RELEASED = "released"
+UNKNOWN_OUTCOME = "unknown_outcome"
+# Reasons an operator's release leaves on an outbox row.
+RELEASED_BY_OPERATOR = "released_by_operator"
+RELEASED_AS_SENT = "released_as_sent"
 
 OUTBOX_COLUMNS = [
     "event_id",
@@ -123,6 +134,69 @@ def fold_accepted_profiles(warehouse: WarehouseResource) -> int:
         return len(rows)
 
 
+def mark_profiles_in_flight(tx: WarehouseTransaction, batch: pd.DataFrame) -> None:
+    """Record that a profile batch (`identity`, `payload_hash`, `contact_id`, `batch`, `run_id`)
+    may reach CleverTap: committed before its request leaves, cleared with its outcomes."""
+    if batch.empty:
+        return
+    tx.upsert(PROFILES_IN_FLIGHT, batch.assign(marked_at=_now()), key=["identity"])
+
+
+def clear_profiles_in_flight(tx: WarehouseTransaction, identities: Iterable[str]) -> None:
+    """Forget the in-flight marks of profiles whose outcome is now recorded."""
+    if tx.table_exists(PROFILES_IN_FLIGHT):
+        tx.execute_in(f"DELETE FROM {PROFILES_IN_FLIGHT} WHERE identity IN :keys", identities)
+
+
+def profiles_in_flight(warehouse: WarehouseResource) -> pd.DataFrame:
+    """Profiles sent by an upload that ended before their outcome was recorded (the process
+    died, or CleverTap's answer was lost): their outcome is unknown."""
+    columns = ["identity", "contact_id", "payload_hash"]
+    return warehouse.read_table(PROFILES_IN_FLIGHT, columns=columns)
+
+
+def hold_profiles(tx: WarehouseTransaction, profiles: pd.DataFrame, reason: str) -> None:
+    """Hold profile uploads for review (`identity`, `contact_id`, `payload_hash`): no run sends
+    them until an operator releases them."""
+    if profiles.empty:
+        return
+    rows = profiles[["identity", "contact_id", "payload_hash"]].assign(
+        status=HELD, reason=reason, held_at=_now()
+    )
+    tx.upsert(PROFILE_HOLDS, rows, key=["identity"])
+
+
+def profile_holds(warehouse: WarehouseResource) -> pd.DataFrame:
+    """Held and released profile uploads (`identity`, `contact_id`, `payload_hash`, `status`,
+    `reason`, `held_at`)."""
+    columns = ["identity", "contact_id", "payload_hash", "status", "reason", "held_at"]
+    return warehouse.read_table(PROFILE_HOLDS, columns=columns)
+
+
+def release_profiles(tx: WarehouseTransaction, identities: Iterable[str]) -> int:
+    """Let held profile uploads go: the next run sends them again; returns how many."""
+    if not tx.table_exists(PROFILE_HOLDS):
+        return 0
+    return tx.execute_in(
+        f"UPDATE {PROFILE_HOLDS} SET status = :released WHERE status = :held AND identity IN :keys",
+        identities,
+        {"released": RELEASED, "held": HELD},
+    )
+
+
+def settle_profile_holds(tx: WarehouseTransaction, holds: pd.DataFrame) -> None:
+    """Take held profile uploads as delivered (an operator saw CleverTap has them): their
+    payload hash counts as accepted, and they are not sent again until they change."""
+    record_accepted_profiles(tx, holds)
+    forget_profile_holds(tx, holds["identity"])
+
+
+def forget_profile_holds(tx: WarehouseTransaction, identities: Iterable[str]) -> None:
+    """Drop hold rows: released ones once batched again, or ones settled by an operator."""
+    if tx.table_exists(PROFILE_HOLDS):
+        tx.execute_in(f"DELETE FROM {PROFILE_HOLDS} WHERE identity IN :keys", identities)
+
+
 def record_rejections(tx: WarehouseTransaction, rejections: pd.DataFrame) -> None:
     """Keep each rejected record with its code and error, linked to its Zoho id.
 
@@ -206,6 +280,19 @@ def set_outbox_status(
         update[["event_id", "status", "code", "error", "reason", "updated_at"]],
         key=["event_id"],
     )
+
+
+def release_outbox(tx: WarehouseTransaction, rows: pd.DataFrame, *, as_sent: bool) -> int:
+    """Let held outbox rows (`event_id`, `identity`) go: pending, for the next run to send, or
+    sent, when an operator saw that CleverTap has them; returns how many."""
+    if rows.empty:
+        return 0
+    update = rows[["event_id", "identity"]].assign(
+        status=SENT if as_sent else PENDING,
+        reason=RELEASED_AS_SENT if as_sent else RELEASED_BY_OPERATOR,
+        updated_at=_now(),
+    )
+    return tx.upsert(EVENT_OUTBOX, update, key=["event_id"])
 
 
 def count_attempt(tx: WarehouseTransaction, event_ids: list[str]) -> None:

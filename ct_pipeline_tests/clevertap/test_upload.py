@@ -361,6 +361,42 @@ def test_a_failing_callback_stops_batches_not_yet_started(sandbox: SandboxAdmin)
     assert len(sandbox.requests(UPLOAD)) < 10
 
 
+def test_each_batch_is_announced_before_its_request_leaves(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, batch_size=10, max_concurrency=3)
+    invalid = UploadItem("zoho-anon", build_profile_record(None, {"Name": "X"}, PROFILE_TS))
+    numbers: list[int] = []
+    announced: list[str] = []
+
+    def sending(number: int, batch) -> None:
+        # The request log never holds a batch whose announcement has not happened yet.
+        logged = {r["body"]["d"][0]["identity"] for r in sandbox.requests(UPLOAD)}
+        assert batch[0].record["identity"] not in logged
+        numbers.append(number)
+        announced.extend(item.key for item in batch)
+
+    report = client.upload([invalid, *profile_items(25)], on_batch_sending=sending)
+
+    assert sorted(numbers) == [1, 2, 3]
+    assert sorted(announced) == sorted(report.keys_with("accepted"))
+    assert "zoho-anon" not in announced
+    dry = sandbox_client(sandbox.url, dry_run=True).upload(
+        profile_items(5), on_batch_sending=sending
+    )
+    assert dry.dry_run and len(announced) == 25
+
+
+def test_a_failing_announcement_keeps_its_batch_from_being_sent(sandbox: SandboxAdmin):
+    client = sandbox_client(sandbox.url, batch_size=10, max_concurrency=1)
+
+    def failing(number: int, batch) -> None:
+        raise RuntimeError("warehouse is down")
+
+    with pytest.raises(RuntimeError, match="warehouse is down"):
+        client.upload(profile_items(30), on_batch_sending=failing)
+
+    assert sandbox.requests(UPLOAD) == []
+
+
 def test_uploads_in_flight_stay_within_max_concurrency():
     with serving(create_clevertap_app(max_concurrent_uploads=3)) as server:
         admin = SandboxAdmin(server.url)

@@ -5,16 +5,20 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 import requests
+import yaml
 
 from ct_pipeline.assets import ALL_ASSETS
 from ct_pipeline.checks import CHECKS
 from ct_pipeline.clevertap import CleverTapResource
-from ct_pipeline.config import SyncConfigResource
+from ct_pipeline.config import EXAMPLE_CONFIG, SyncConfigResource
 from ct_pipeline.jobs import SYNC_JOBS
 from ct_pipeline.sandbox import credentials
 from ct_pipeline.sandbox.launch import RunningSandbox, start_sandbox
@@ -66,11 +70,13 @@ class Pipeline:
         self,
         job_name: str = "incremental_sync",
         tags: dict[str, str] | None = None,
+        assets: list[dg.AssetsDefinition] | None = None,
         **overrides: Any,
     ) -> dg.ExecuteInProcessResult:
-        """Run one sync job in process; failures are returned, not raised."""
+        """Run one sync job in process (on `assets`, by default the sync's); failures are
+        returned, not raised."""
         defs = dg.Definitions(
-            assets=ALL_ASSETS,
+            assets=assets or ALL_ASSETS,
             asset_checks=CHECKS,
             jobs=SYNC_JOBS,
             resources=self.resources(**overrides),
@@ -102,6 +108,35 @@ class Pipeline:
     def upload_requests(self) -> int:
         """Upload requests CleverTap has received so far."""
         return int(self.clevertap("GET", "stats")["requests"].get("POST /1/upload", 0))
+
+
+def write_config(tmp_path: Path, **sections: dict[str, Any]) -> str:
+    """The packaged example configuration with some sections' keys changed; returns its path."""
+    text = resources.files("ct_pipeline").joinpath(EXAMPLE_CONFIG).read_text(encoding="utf-8")
+    config = yaml.safe_load(text)
+    for section, values in sections.items():
+        config[section] = {**(config.get(section) or {}), **values}
+    path = tmp_path / "sync.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return str(path)
+
+
+def move_deals(
+    pipeline: Pipeline, stage: str, count: int, at: datetime, contacts: set[str] | None = None
+) -> list[str]:
+    """Move `count` deals of distinct Contacts (lowest ids first) to `stage` in Zoho, all
+    modified at `at`; returns their ids. The Contacts are those pushed, or `contacts`."""
+    deals = pipeline.warehouse.read_table("zoho_deals")
+    if contacts is None:
+        contacts = set(pipeline.warehouse.read_table("profile_attributes")["crm_contact_id"])
+    candidates = deals[deals["Contact_Name_id"].isin(contacts) & (deals["Stage"] != stage)]
+    chosen = candidates.sort_values("id").drop_duplicates("Contact_Name_id").head(count)
+    pipeline.zoho(
+        "POST",
+        "records/Deals",
+        [{"id": deal, "Stage": stage, "Modified_Time": at.isoformat()} for deal in chosen["id"]],
+    )
+    return chosen["id"].tolist()
 
 
 @pytest.fixture(scope="session")

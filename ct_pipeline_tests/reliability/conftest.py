@@ -18,22 +18,19 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pytest
-import yaml
 
-from ct_pipeline.config import EXAMPLE_CONFIG
 from ct_pipeline.sandbox.launch import start_sandbox
 from ct_pipeline.sandbox.synthetic import SyntheticCrm
 from ct_pipeline.warehouse import WarehouseResource
 from ct_pipeline.zoho.http import clear_token_cache
-from ct_pipeline_tests.pipeline.conftest import Pipeline
+from ct_pipeline_tests.pipeline.conftest import Pipeline, move_deals
 from ct_pipeline_tests.pipeline.conftest import synthetic_crm as synthetic_crm  # noqa: F401
+from ct_pipeline_tests.pipeline.conftest import write_config as write_config
 
 # Tables that hold what the pipeline knows between runs, with the columns that depend on when
 # a run happened (not on what it read) left out. Per-run tables (batches, outcomes) are not
@@ -147,23 +144,16 @@ def clevertap_events(pipeline: Pipeline) -> list[tuple]:
 
 def apply_edits(pipeline: Pipeline) -> list[str]:
     """Step 2's CRM edits; returns the ids of the deals that changed stage."""
-    deals = pipeline.warehouse.read_table("zoho_deals")
-    pushed = set(pipeline.warehouse.read_table("profile_attributes")["crm_contact_id"])
-    open_deals = deals[deals["Contact_Name_id"].isin(pushed) & (deals["Stage"] != NEW_STAGE)]
-    chosen = open_deals.sort_values("id").drop_duplicates("Contact_Name_id").head(CHANGED_DEALS)
+    moved = move_deals(pipeline, NEW_STAGE, CHANGED_DEALS, EDIT_TIME)
     stamp = EDIT_TIME.isoformat()
-    pipeline.zoho(
-        "POST",
-        "records/Deals",
-        [{"id": deal, "Stage": NEW_STAGE, "Modified_Time": stamp} for deal in chosen["id"]],
-    )
+    pushed = set(pipeline.warehouse.read_table("profile_attributes")["crm_contact_id"])
     contact = sorted(pushed)[0]
     pipeline.zoho(
         "POST",
         "records/Contacts",
         [{"id": contact, "Mailing_City": NEW_CITY, "Modified_Time": stamp}],
     )
-    return chosen["id"].tolist()
+    return moved
 
 
 def assert_same_tables(actual: Snapshot, expected: Snapshot, tables: list[str] | None = None):
@@ -262,14 +252,3 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> str:
             texts.append(error.message)
             error = error.cause
     return "\n".join(texts)
-
-
-def write_config(tmp_path: Path, **sections: dict[str, Any]) -> str:
-    """The packaged example configuration with some sections' keys changed; returns its path."""
-    text = resources.files("ct_pipeline").joinpath(EXAMPLE_CONFIG).read_text(encoding="utf-8")
-    config = yaml.safe_load(text)
-    for section, values in sections.items():
-        config[section] = {**(config.get(section) or {}), **values}
-    path = tmp_path / "sync.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    return str(path)

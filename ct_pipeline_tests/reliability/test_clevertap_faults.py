@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from ct_pipeline_tests.pipeline.test_crash_recovery import outbox_command
 from ct_pipeline_tests.reliability.conftest import (
     Baseline,
     FaultPipeline,
@@ -71,7 +72,8 @@ def test_an_outage_for_the_whole_run_records_every_profile_as_failed_and_the_nex
     assert disturbed.warehouse.read_table("clevertap_pushed_profiles").empty
     assert disturbed.clevertap("GET", "profiles")["count"] == 0
     assert not result.success, "a run that delivered nothing must not report success"
-    assert "288 of 288 profiles were not delivered after retries (HTTP 503" in (
+    profiles = len(outcomes)
+    assert f"{profiles} of {profiles} profiles were not delivered after retries (HTTP 503" in (
         failure_messages(result)
     )
 
@@ -125,6 +127,9 @@ def test_an_event_upload_that_times_out_is_recorded_as_unknown_and_handled_by_th
     assert "3 of 3 events were not delivered after retries (ReadTimeout" in explained
     assert "3 of them may have reached CleverTap" in explained
     assert set(disturbed.outbox()["status"]) == {"sending"}
+    # The profiles of that run timed out too: their outcome is just as unknown.
+    in_flight = set(disturbed.warehouse.read_table("clevertap_profiles_in_flight")["identity"])
+    assert in_flight == set(disturbed.warehouse.read_table("clevertap_profile_batches")["identity"])
 
     disturbed.clevertap_faults(clear=True)
     assert disturbed.run("incremental_sync").success
@@ -141,6 +146,11 @@ def test_an_event_upload_that_times_out_is_recorded_as_unknown_and_handled_by_th
         assert set(outbox["status"]) == {"held"}
         assert set(outbox["reason"]) == {"unknown_outcome"}
         assert stored == expected  # the late request landed once; nothing was resent
+        holds = disturbed.warehouse.read_table("clevertap_profile_holds")
+        assert set(holds["identity"]) == in_flight
+        # Released, they are sent once more, and the state is the undisturbed run's.
+        outbox_command(disturbed, "release", "--all", "--kind", "profile")
+        assert disturbed.run("incremental_sync").success
     assert_same_tables(
         disturbed.snapshot(),
         undisturbed.after_edits,
