@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
+import pandas as pd
 import pytest
 import requests
 
@@ -23,6 +24,7 @@ from ct_pipeline.sandbox.credentials import (
 )
 from ct_pipeline.sandbox.server import serving
 from ct_pipeline.sandbox.synthetic import SyntheticCrm, generate_crm
+from ct_pipeline.sandbox.zoho_emulator import bulk as bulk_reads
 from ct_pipeline.sandbox.zoho_emulator import create_zoho_app
 
 CONTACTS = 1_200
@@ -323,3 +325,19 @@ def test_creating_a_job_costs_50_credits(bulk: tuple[str, requests.Session]) -> 
     stats = requests.get(f"{url}/__sandbox/stats", timeout=30).json()
 
     assert stats["credits"]["POST /crm/bulk/v8/read"] == 50
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pd.Series(["Pune", None, 'say "hi", then\nleave'], dtype="str"),
+        # Text mixed with a number, as a hostile record can hold: not one Arrow type.
+        pd.Series(["Pune", None, 7], dtype="object"),
+    ],
+    ids=["text", "mixed"],
+)
+def test_the_export_csv_holds_each_value_and_leaves_missing_ones_empty(column: pd.Series) -> None:
+    text = bulk_reads._csv({"id": pd.Series(["1", "2", "3"]), "City": column}).decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [row["id"] for row in rows] == ["1", "2", "3"]
+    assert [row["City"] for row in rows] == ["Pune", "", str(column[2])]
