@@ -425,8 +425,9 @@ def clevertap_profile_sync(
     rejected_before = rejected_keys(warehouse, "profile")
     run_id = context.run.run_id
 
-    # Upload threads mark their batches one at a time: the first creates the table.
-    marking = threading.Lock()
+    # One bookkeeping write at a time: the first mark creates the table, and on SQLite a
+    # writer that finds another mid-transaction sleeps in its busy handler instead of waiting.
+    writing = threading.Lock()
 
     def profiles(keys: list[str]) -> pd.DataFrame:
         return pd.DataFrame(
@@ -439,7 +440,7 @@ def clevertap_profile_sync(
 
     def mark_in_flight(number: int, batch: Sequence[UploadItem]) -> None:
         marked = profiles([item.key for item in batch]).assign(batch=number, run_id=run_id)
-        with marking, warehouse.transaction() as tx:
+        with writing, warehouse.transaction() as tx:
             mark_profiles_in_flight(tx, marked)
 
     def record_batch(result: BatchResult) -> None:
@@ -451,7 +452,7 @@ def clevertap_profile_sync(
         settled = [
             o.key for o in result.outcomes if not (o.outcome == "failed" and o.maybe_delivered)
         ]
-        with warehouse.transaction() as tx:
+        with writing, warehouse.transaction() as tx:
             if result.batch is not None:
                 clear_profiles_in_flight(tx, settled)
             record_accepted_profiles(tx, profiles(accepted))
