@@ -183,7 +183,8 @@ def _steps_by_size(incremental: dict[int, dict[str, Any]]) -> list[str]:
     sizes = sorted(incremental)
     steps = sorted(
         {name for result in incremental.values() for name in result["median"]["steps"]},
-        key=lambda name: -incremental[sizes[-1]]["median"]["steps"].get(name, 0.0),
+        # Ties by name: the same figures always give the same file.
+        key=lambda name: (-incremental[sizes[-1]]["median"]["steps"].get(name, 0.0), name),
     )
     lines = [
         "",
